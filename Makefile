@@ -1,0 +1,48 @@
+# caffelite: one gate for people and CI.  Everything runs inside .venv/ at the repository root.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+PB2    := caffelite/proto/caffe_pb2.py
+
+.PHONY: all venv proto test lint pytest demo bench golden clean
+
+all: test
+
+# The environment: rebuilt when pyproject.toml changes.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "setuptools>=68" "grpcio-tools==1.85.1"
+	$(PY) -m pip install -q --no-build-isolation -e ".[test,all]"
+	touch $@
+
+venv: $(STAMP)
+
+# caffe_pb2.py is generated, never committed; rebuilt only when the schema changes.
+$(PB2): proto/caffe.proto proto/build_proto.py | $(STAMP)
+	$(PY) proto/build_proto.py --force
+
+proto: $(PB2)
+
+lint: $(STAMP)
+	$(PY) -m ruff check caffelite tests examples benchmarks proto
+
+pytest: $(STAMP) $(PB2)
+	$(PY) -m pytest
+
+test: lint pytest
+
+demo: $(STAMP) $(PB2)
+	$(PY) examples/softmax_loss/run.py
+	@if [ -f examples/digits/train.py ]; then $(PY) examples/digits/train.py; fi
+
+bench: $(STAMP) $(PB2)
+	$(PY) -m pip install -q torch==2.13.0 || echo "torch unavailable: ratios to PyTorch are skipped"
+	$(PY) benchmarks/run.py
+
+golden: $(STAMP) $(PB2)
+	$(PY) ../shared/tools/golden_check.py layers ../shared/golden/layers --module caffelite
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info $(PB2) .pytest_cache .ruff_cache

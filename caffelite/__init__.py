@@ -1,0 +1,39 @@
+"""caffelite: Caffe, reborn in pure Python.
+
+The public API follows pycaffe, so ``import caffelite as caffe`` reads like the scripts people
+already have::
+
+    import caffelite as caffe
+    net = caffe.Net("deploy.prototxt", "weights.caffemodel", caffe.TEST)
+    out = net.forward(data=images)
+"""
+
+from caffelite._version import __version__
+from caffelite.blob import Blob
+from caffelite.common import set_device, set_mode_cpu, set_mode_gpu, set_random_seed
+from caffelite.errors import (
+    BackwardError,
+    BlobMemoryError,
+    CaffeFileNotFoundError,
+    CaffeliteError,
+    FileFormatError,
+    LabelError,
+    LayerError,
+    NetError,
+    ProtoError,
+    ShapeError,
+    SolverError,
+    UnknownLayerTypeError,
+    UnsupportedError,
+    WeightsError,
+)
+from caffelite.layer import TEST, TRAIN, Layer, layer_type_list, register_layer
+from caffelite.net import Net
+
+__all__ = [
+    "__version__", "Blob", "Layer", "Net", "TRAIN", "TEST", "layer_type_list", "register_layer",
+    "set_mode_cpu", "set_mode_gpu", "set_device", "set_random_seed",
+    "CaffeliteError", "ProtoError", "FileFormatError", "CaffeFileNotFoundError", "NetError",
+    "UnknownLayerTypeError", "LayerError", "ShapeError", "LabelError", "BackwardError", "WeightsError",
+    "BlobMemoryError", "SolverError", "UnsupportedError",
+]

@@ -1,0 +1,253 @@
+"""Reading and writing Caffe's protobuf files: prototxt, .caffemodel, .binaryproto, .solverstate.
+
+Caffe: src/caffe/util/io.cpp, src/caffe/util/upgrade_proto.cpp (the ``...OrDie`` readers),
+src/caffe/blob.cpp (``FromProto``/``ToProto``).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import numpy as np
+from google.protobuf import message as _pb_message
+from google.protobuf import text_format
+
+from caffelite.blob import Blob, check_shape
+from caffelite.errors import CaffeFileNotFoundError, FileFormatError, ProtoError, WeightsError
+from caffelite.proto import caffe_pb2
+
+
+def _read_bytes(path: str, what: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise CaffeFileNotFoundError("%s file not found: %s" % (what, os.path.abspath(path)),
+                                     file=str(path)) from None
+    except IsADirectoryError:
+        raise CaffeFileNotFoundError("%s path is a directory, not a file: %s" % (what, path),
+                                     file=str(path)) from None
+    except OSError as e:
+        raise CaffeFileNotFoundError("cannot read %s file %s: %s" % (what, path, e.strerror),
+                                     file=str(path)) from None
+
+
+def parse_text(text: str, message, source: str = "<string>"):
+    """Merge protobuf text into ``message``; errors name the source, line and column."""
+    try:
+        text_format.Merge(text, message)
+    except text_format.ParseError as e:
+        line, column = e.GetLine(), e.GetColumn()
+        msg = str(e)
+        # drop protobuf's own "line:col : " prefix; we print the location ourselves
+        prefix = "%s:%s : " % (line, column)
+        if msg.startswith(prefix):
+            msg = msg[len(prefix):]
+        raise ProtoError("cannot parse %s: %s" % (type(message).__name__, msg),
+                         file=source, line=line, column=column) from None
+    except (ValueError, TypeError) as e:  # e.g. out-of-range numbers protobuf reports otherwise
+        raise ProtoError("cannot parse %s: %s" % (type(message).__name__, e), file=source) from None
+    return message
+
+
+def read_text_proto(path: str, message, what: str = "prototxt"):
+    """Caffe's ReadProtoFromTextFile, with typed errors."""
+    data = _read_bytes(path, what)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ProtoError("%s is not a text file (byte %d is not UTF-8); is it a binary proto?"
+                         % (what, e.start), file=str(path)) from None
+    return parse_text(text, message, str(path))
+
+
+def parse_binary(data: bytes, message, source: str = "<bytes>", what: str = "binary proto"):
+    try:
+        message.ParseFromString(data)
+    except _pb_message.DecodeError as e:
+        raise FileFormatError("cannot parse %s as %s (%d bytes): truncated or not a %s file (%s)"
+                              % (what, type(message).__name__, len(data), what, e), file=source) from None
+    return message
+
+
+def read_binary_proto(path: str, message, what: str = "binary proto"):
+    """Caffe's ReadProtoFromBinaryFile, with typed errors."""
+    return parse_binary(_read_bytes(path, what), message, str(path), what)
+
+
+def read_proto(path: str, message, what: str = "proto"):
+    """Read binary or text: binary first when the bytes look binary (as Caffe's tools accept both)."""
+    data = _read_bytes(path, what)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return parse_binary(data, message, str(path), what)
+    if text and not text.isprintable() and any(ord(c) < 9 for c in text[:256]):
+        return parse_binary(data, message, str(path), what)
+    return parse_text(text, message, str(path))
+
+
+def _atomic_write(path: str, data: bytes) -> None:
+    """Write via a temporary file and rename: an interrupted write never leaves a torn file."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_text_proto(path: str, message) -> None:
+    _atomic_write(path, text_format.MessageToString(message).encode("utf-8"))
+
+
+def write_binary_proto(path: str, message) -> None:
+    _atomic_write(path, message.SerializeToString())
+
+
+# --- net parameters ------------------------------------------------------------------------
+def read_net_param(source, what: str = "net") -> caffe_pb2.NetParameter:
+    """Caffe's ReadNetParamsFromTextFileOrDie: parse a prototxt and upgrade it to the current format.
+
+    ``source`` is a path, or a NetParameter (copied, then upgraded).
+    """
+    from caffelite.upgrade import upgrade_net_as_needed
+
+    param = caffe_pb2.NetParameter()
+    if isinstance(source, caffe_pb2.NetParameter):
+        param.CopyFrom(source)
+        name = "<NetParameter>"
+    else:
+        name = os.fspath(source)
+        read_text_proto(name, param, what)
+    upgrade_net_as_needed(param, name)
+    return param
+
+
+def read_net_param_binary(path: str) -> caffe_pb2.NetParameter:
+    """Caffe's ReadNetParamsFromBinaryFileOrDie (a .caffemodel), upgraded."""
+    from caffelite.upgrade import upgrade_net_as_needed
+
+    param = read_binary_proto(path, caffe_pb2.NetParameter(), "weights (.caffemodel)")
+    upgrade_net_as_needed(param, str(path))
+    return param
+
+
+def read_solver_param(path: str) -> caffe_pb2.SolverParameter:
+    """Caffe's ReadSolverParamsFromTextFileOrDie: parse and upgrade (``solver_type`` → ``type``)."""
+    from caffelite.upgrade import upgrade_solver_as_needed
+
+    param = read_text_proto(path, caffe_pb2.SolverParameter(), "solver")
+    upgrade_solver_as_needed(param, str(path))
+    return param
+
+
+# --- blobs ---------------------------------------------------------------------------------
+def proto_shape(bp) -> tuple[int, ...]:
+    """The shape a BlobProto describes (legacy 4-D num/channels/height/width when no ``shape``)."""
+    if bp.HasField("shape"):
+        return tuple(int(d) for d in bp.shape.dim)
+    if bp.HasField("num") or bp.HasField("channels") or bp.HasField("height") or bp.HasField("width"):
+        return (bp.num, bp.channels, bp.height, bp.width)
+    return (len(bp.double_data) or len(bp.data),) if (bp.double_data or bp.data) else (0,)
+
+
+def proto_values(bp, field: str = "data") -> np.ndarray:
+    """The float values of a BlobProto's data or diff (double_* preferred, as in Caffe)."""
+    double = getattr(bp, "double_" + field)
+    return np.asarray(double if len(double) else getattr(bp, field), dtype=np.float32)
+
+
+def shape_equals(blob: Blob, bp) -> bool:
+    """Caffe's Blob::ShapeEquals: legacy protos compare against the blob's last four axes."""
+    if bp.HasField("num") or bp.HasField("channels") or bp.HasField("height") or bp.HasField("width"):
+        shape = blob.shape
+        if len(shape) > 4:
+            return False
+
+        def legacy(i):  # indexed from the end, as legacy parameter blobs were
+            return shape[i] if -len(shape) <= i else 1
+
+        return (legacy(-4), legacy(-3), legacy(-2), legacy(-1)) == (bp.num, bp.channels, bp.height, bp.width)
+    return tuple(blob.shape) == tuple(int(d) for d in bp.shape.dim)
+
+
+def blob_from_proto(bp, blob: Blob | None = None, reshape: bool = True) -> Blob:
+    """Caffe's Blob::FromProto: fill ``blob`` (new if None) with the proto's data and diff."""
+    shape = check_shape(proto_shape(bp), "BlobProto")
+    if blob is None:
+        blob = Blob(shape)
+    elif reshape:
+        blob.reshape(shape)
+    data = proto_values(bp, "data")
+    if data.size != blob.count:
+        raise FileFormatError("BlobProto holds %d values for a blob of shape %s (count %d)"
+                              % (data.size, list(shape), blob.count))
+    blob.data[...] = data.reshape(blob.shape)
+    diff = proto_values(bp, "diff")
+    if diff.size:
+        if diff.size != blob.count:
+            raise FileFormatError("BlobProto holds %d diff values for a blob of count %d"
+                                  % (diff.size, blob.count))
+        blob.diff[...] = diff.reshape(blob.shape)
+    return blob
+
+
+def blob_to_proto(blob: Blob, bp=None, write_diff: bool = False):
+    """Caffe's Blob::ToProto (float data, explicit shape)."""
+    bp = caffe_pb2.BlobProto() if bp is None else bp
+    bp.Clear()
+    bp.shape.dim.extend(blob.shape)
+    bp.data.extend(blob.data.ravel().tolist())
+    if write_diff:
+        bp.diff.extend(blob.diff.ravel().tolist())
+    return bp
+
+
+def array_from_proto(bp) -> np.ndarray:
+    """A BlobProto as an ndarray of its shape (pycaffe's ``blobproto_to_array``)."""
+    shape = proto_shape(bp)
+    values = proto_values(bp, "data")
+    if values.size != int(np.prod(shape)):
+        raise FileFormatError("BlobProto holds %d values for shape %s" % (values.size, list(shape)))
+    return values.reshape(shape)
+
+
+def read_blob_proto(path: str) -> np.ndarray:
+    """Read a .binaryproto (e.g. a mean file) as an array."""
+    return array_from_proto(read_binary_proto(path, caffe_pb2.BlobProto(), "binaryproto"))
+
+
+def copy_weights(layer_names, layers, source: caffe_pb2.NetParameter, source_name: str = "") -> None:
+    """Caffe's Net::CopyTrainedLayersFrom: copy parameters by layer name; ignore unknown layers."""
+    index = {name: i for i, name in enumerate(layer_names)}
+    for src in list(source.layer) + list(source.layers):
+        i = index.get(src.name)
+        if i is None:
+            continue
+        target = layers[i].blobs
+        if len(target) != len(src.blobs):
+            raise WeightsError("Incompatible number of blobs for layer %s (net has %d, weights have %d)"
+                               % (src.name, len(target), len(src.blobs)), file=source_name or None,
+                               layer=src.name)
+        for j, bp in enumerate(src.blobs):
+            if not shape_equals(target[j], bp):
+                raise WeightsError(
+                    "Cannot copy param %d weights from layer '%s'; shape mismatch.  Source param shape "
+                    "is %s; target param shape is %s. To learn this layer's parameters from scratch "
+                    "rather than copying from a saved net, rename the layer."
+                    % (j, src.name, " ".join(map(str, proto_shape(bp))), target[j].shape_string()),
+                    file=source_name or None, layer=src.name)
+            values = proto_values(bp, "data")
+            if values.size != target[j].count:
+                raise WeightsError("param %d of layer '%s' holds %d values, expected %d (truncated file?)"
+                                   % (j, src.name, values.size, target[j].count),
+                                   file=source_name or None, layer=src.name)
+            target[j].data[...] = values.reshape(target[j].shape)
