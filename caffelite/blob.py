@@ -52,18 +52,19 @@ class Blob:
     ``blob.reshape``): earlier references to ``data`` no longer alias the blob.
     """
 
-    __slots__ = ("_shape", "_data", "_diff", "_diff_owner", "__weakref__")
+    __slots__ = ("_shape", "_data", "_diff", "_diff_owner", "dtype", "__weakref__")
 
-    def __init__(self, *shape, data: np.ndarray | None = None):
+    def __init__(self, *shape, data: np.ndarray | None = None, dtype=DTYPE):
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
             shape = tuple(shape[0])
+        self.dtype = np.dtype(dtype)  # float32 like Caffe; float64 only for gradient checks
         self._shape: tuple[int, ...] = ()
-        self._data = np.zeros((), DTYPE)
+        self._data = np.zeros((), self.dtype)
         self._diff: np.ndarray | None = None
         self._diff_owner: Blob | None = None  # diff shared with another blob (weight sharing)
         if data is not None:
             self._shape = check_shape(data.shape)
-            self._data = np.ascontiguousarray(data, dtype=DTYPE)
+            self._data = np.ascontiguousarray(data, dtype=self.dtype)
         elif shape:
             self.reshape(*shape)
 
@@ -76,7 +77,7 @@ class Blob:
         if dims == self._shape and self._data.shape == dims:
             return
         self._shape = dims
-        self._data = np.zeros(dims, DTYPE)
+        self._data = np.zeros(dims, self.dtype)
         self._diff = None
         self._diff_owner = None
 
@@ -122,7 +123,7 @@ class Blob:
         if self._diff_owner is not None:
             return self._diff_owner.diff.reshape(self._shape)
         if self._diff is None:
-            self._diff = np.zeros(self._shape, DTYPE)
+            self._diff = np.zeros(self._shape, self.dtype)
         return self._diff
 
     @diff.setter
@@ -133,6 +134,14 @@ class Blob:
     def has_diff(self) -> bool:
         """Whether a diff has been allocated (reading ``diff`` allocates one)."""
         return self._diff is not None or self._diff_owner is not None
+
+    def astype(self, dtype) -> Blob:
+        """Convert data (and any diff) to ``dtype`` in place; later reshapes keep it."""
+        self.dtype = np.dtype(dtype)
+        self._data = self._data.astype(self.dtype)
+        if self._diff is not None:
+            self._diff = self._diff.astype(self.dtype)
+        return self
 
     def canonical_axis_index(self, axis: int) -> int:
         """Caffe's CanonicalAxisIndex: a possibly negative axis as an index in [0, num_axes)."""

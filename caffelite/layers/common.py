@@ -200,9 +200,9 @@ class EltwiseLayer(Layer):
             for b in bottom[2:]:
                 y *= b.data
         elif op == caffe_pb2.EltwiseParameter.SUM:
-            np.multiply(bottom[0].data, np.float32(self.coeffs[0]), out=y)
+            np.multiply(bottom[0].data, self.coeffs[0], out=y)
             for c, b in zip(self.coeffs[1:], bottom[1:]):
-                y += np.float32(c) * b.data if c != 1 else b.data
+                y += c * b.data if c != 1 else b.data
         elif op == caffe_pb2.EltwiseParameter.MAX:
             mask = np.zeros(y.shape, np.int32)
             take = bottom[1].data >= bottom[0].data
@@ -231,7 +231,7 @@ class EltwiseLayer(Layer):
                 else:
                     np.multiply(y / b.data, dy, out=b.diff)
             elif self.op == caffe_pb2.EltwiseParameter.SUM:
-                np.multiply(dy, np.float32(self.coeffs[i]), out=b.diff)
+                np.multiply(dy, self.coeffs[i], out=b.diff)
             else:
                 np.multiply(dy, self.max_idx == i, out=b.diff)
 

@@ -178,7 +178,7 @@ class SoftmaxWithLossLayer(LossLayer):
         valid = None if self.ignore_label is None else labels != self.ignore_label
         idx = labels if valid is None else np.where(valid, labels, 0)
         picked = np.take_along_axis(p, idx[:, None, :], axis=1)[:, 0, :]
-        logs = np.log(np.maximum(picked, FLT_MIN))
+        logs = np.log(np.maximum(picked, FLT_MIN))  # Caffe clamps at FLT_MIN in any precision
         if valid is not None:
             logs = logs[valid]
         count = int(logs.size)
@@ -196,12 +196,12 @@ class SoftmaxWithLossLayer(LossLayer):
         rows = np.arange(self.outer)[:, None]
         cols = np.arange(self.inner)[None, :]
         dx[rows, self._labels, cols] -= 1
-        scale = np.float32(top[0].diff.ravel()[0]
-                           / get_normalizer(self.normalization, self.outer, self.inner, self._count))
+        scale = float(top[0].diff.ravel()[0]) / get_normalizer(self.normalization, self.outer, self.inner,
+                                                                self._count)
         if self._valid is None:
             dx *= scale
         else:
-            np.multiply(dx, (self._valid * scale)[:, None, :].astype(np.float32), out=dx)
+            np.multiply(dx, (self._valid * scale).astype(dx.dtype)[:, None, :], out=dx)
 
 
 @register_layer
@@ -231,12 +231,12 @@ class EuclideanLossLayer(LossLayer):
     def forward(self, bottom, top):
         self.diff = bottom[0].data - bottom[1].data.reshape(bottom[0].shape)
         d = self.diff.ravel()
-        top[0].data[...] = np.dot(d, d) / bottom[0].num / np.float32(2)
+        top[0].data[...] = np.dot(d, d) / bottom[0].num / 2.0
 
     def backward(self, top, propagate_down, bottom):
         for i in (0, 1):
             if propagate_down[i]:
-                alpha = np.float32((1 if i == 0 else -1) * top[0].diff.ravel()[0] / bottom[i].num)
+                alpha = (1 if i == 0 else -1) * float(top[0].diff.ravel()[0]) / bottom[i].num
                 np.multiply(self.diff.reshape(bottom[i].shape), alpha, out=bottom[i].diff)
 
 

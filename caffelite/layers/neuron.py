@@ -41,7 +41,7 @@ class ReLULayer(NeuronLayer):
         x = bottom[0].data
         slope = self.layer_param.relu_param.negative_slope
         if slope:
-            np.copyto(top[0].data, np.where(x > 0, x, x * np.float32(slope)))
+            np.copyto(top[0].data, np.where(x > 0, x, x * slope))
         else:
             np.maximum(x, 0, out=top[0].data)
 
@@ -51,7 +51,7 @@ class ReLULayer(NeuronLayer):
         x, dy = bottom[0].data, top[0].diff
         slope = self.layer_param.relu_param.negative_slope
         if slope:
-            np.copyto(bottom[0].diff, np.where(x > 0, dy, dy * np.float32(slope)))
+            np.copyto(bottom[0].diff, np.where(x > 0, dy, dy * slope))
         else:
             np.multiply(dy, x > 0, out=bottom[0].diff)
 
@@ -70,10 +70,10 @@ class SigmoidLayer(NeuronLayer):
 
     def forward(self, bottom, top):
         y = top[0].data
-        np.multiply(bottom[0].data, np.float32(0.5), out=y)
+        np.multiply(bottom[0].data, 0.5, out=y)
         np.tanh(y, out=y)
-        y *= np.float32(0.5)
-        y += np.float32(0.5)
+        y *= 0.5
+        y += 0.5
 
     def backward(self, top, propagate_down, bottom):
         if propagate_down[0]:

@@ -1,0 +1,5 @@
+"""``python -m caffelite``: the command line."""
+
+from caffelite.cli import main
+
+raise SystemExit(main())

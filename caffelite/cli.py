@@ -1,0 +1,78 @@
+"""``caffelite``: the command line (the role of Caffe's ``caffe`` tool and its helper programs).
+
+Each subcommand lives in ``caffelite/tools/<name>.py`` with ``add_parser(subparsers)`` (which
+returns its parser) and ``run(args) -> int``.  Caffe's single-dash long options (``-solver``,
+``-weights``, ...) are accepted as well as ``--solver``, so existing shell scripts run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import sys
+
+from caffelite._version import __version__
+from caffelite.errors import CaffeliteError
+
+# subcommand -> module under caffelite.tools (a module not present yet is simply not offered)
+COMMANDS = {
+    "train": "train",
+    "test": "test",
+    "time": "time",
+    "check": "check",
+    "explain": "explain",
+    "draw": "draw",
+    "upgrade": "upgrade",
+    "convert-imageset": "convert_imageset",
+    "compute-image-mean": "compute_image_mean",
+    "plot-log": "plot_log",
+    "run-pycaffe": "run_pycaffe",
+}
+
+
+def _available():
+    for command, module in COMMANDS.items():
+        if importlib.util.find_spec("caffelite.tools." + module) is not None:
+            yield command, importlib.import_module("caffelite.tools." + module)
+
+
+def caffe_style_argv(argv: list[str]) -> list[str]:
+    """Accept Caffe's gflags spellings: ``-solver x`` and ``-solver=x`` become ``--solver``."""
+    out = []
+    for arg in argv:
+        if arg.startswith("-") and not arg.startswith("--") and len(arg) > 2 and arg[1].isalpha():
+            name = arg[1:].split("=", 1)[0]
+            if name.replace("_", "").replace("-", "").isalnum() and len(name) > 1:
+                arg = "-" + arg
+        out.append(arg)
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="caffelite",
+        description="Caffe, reborn in pure Python: train, test, time, check and explain Caffe nets.")
+    parser.add_argument("--version", action="version", version="caffelite " + __version__)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for command, module in _available():
+        p = module.add_parser(sub)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = caffe_style_argv(list(sys.argv[1:] if argv is None else argv))
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except CaffeliteError as e:
+        print("caffelite %s: error: %s" % (args.command, e), file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("caffelite %s: interrupted" % args.command, file=sys.stderr)
+        return 130

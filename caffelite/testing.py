@@ -1,0 +1,140 @@
+r"""Public test helpers: the numeric gradient checker every layer is tested with.
+
+Caffe: include/caffe/test/test_gradient_check_util.hpp.  Like Caffe's checker, the objective is
+:math:`E = \sum_{t} \tfrac12 \lVert y_t \rVert^2` over the checked tops, so the top diffs are the
+top data; each analytic gradient is compared with the centred difference
+:math:`(E(x + h) - E(x - h)) / 2h`, within ``threshold · max(|a|, |n|, 1)``.  Unlike Caffe, the
+layer runs in float64, so the check is about the maths, not float32 round-off.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from caffelite.blob import Blob
+from caffelite.common import set_random_seed
+from caffelite.layer import Layer, create_layer
+from caffelite.proto import caffe_pb2
+from caffelite.protoio import parse_text
+
+__all__ = ["check_gradient", "make_layer", "GradientCheckError"]
+
+
+class GradientCheckError(AssertionError):
+    """An analytic gradient that disagrees with the numeric one."""
+
+
+def make_layer(spec, phase: int = caffe_pb2.TRAIN) -> Layer:
+    """A layer from a LayerParameter, its text (``'type: "ReLU" relu_param {...}'``) or a Layer."""
+    if isinstance(spec, Layer):
+        return spec
+    if isinstance(spec, str):
+        spec = parse_text(spec, caffe_pb2.LayerParameter(), "<layer spec>")
+    param = caffe_pb2.LayerParameter()
+    param.CopyFrom(spec)
+    if not param.name:
+        param.name = param.type.lower() or "layer"
+    if not param.HasField("phase"):
+        param.phase = phase
+    return create_layer(param)
+
+
+def _blobs(values, dtype) -> list[Blob]:
+    out = []
+    for v in values:
+        if isinstance(v, Blob):
+            out.append(Blob(data=np.array(v.data), dtype=dtype))
+        else:
+            out.append(Blob(data=np.asarray(v, dtype=dtype), dtype=dtype))
+    return out
+
+
+def check_gradient(layer, bottom: Sequence, num_top: int = 1, *, check_bottom: Sequence[int] | None = None,
+                   check_params: bool = True, top_indices: Sequence[int] | None = None,
+                   stepsize: float = 1e-3, threshold: float = 1e-4, kink: float = 0.0,
+                   kink_range: float = -1.0, seed: int = 1701, dtype=np.float64,
+                   phase: int = caffe_pb2.TRAIN) -> dict:
+    r"""Check a layer's backward against centred differences of its forward.
+
+    Parameters
+    ----------
+    layer : Layer, LayerParameter or str
+        The layer, or its parameters (a text LayerParameter is fine).
+    bottom : sequence of arrays or Blobs
+        Input values (copied; the layer runs in ``dtype``).
+    num_top : int
+        How many tops the layer has.
+    check_bottom : indices of bottoms to check (default: every bottom the layer allows a
+        gradient for, i.e. not labels or index inputs).
+    check_params : also check the parameter gradients.
+    top_indices : tops that enter the objective (default all; loss layers' second tops excluded
+        by passing ``[0]``).
+    stepsize, threshold : the centred-difference step and the relative tolerance.
+    kink, kink_range : skip inputs with :math:`|x - kink| \le kink\_range` (non-smooth points,
+        e.g. ReLU at 0), as Caffe's checker does.
+    seed : the random seed set before every forward, so stochastic layers are repeatable.
+
+    Returns
+    -------
+    dict with the number of values checked and the largest error relative to its tolerance.
+    Raises GradientCheckError naming the first mismatching value.
+    """
+    layer = make_layer(layer, phase)
+    bottoms = _blobs(bottom, dtype)
+    tops = [Blob(dtype=dtype) for _ in range(num_top)]
+    set_random_seed(seed)
+    layer.run_setup(bottoms, tops)
+    for b in layer.blobs:
+        b.astype(dtype)
+    tops_used = list(range(num_top)) if top_indices is None else list(top_indices)
+    if check_bottom is None:
+        check_bottom = [i for i in range(len(bottoms)) if layer.allow_force_backward(i)]
+
+    def objective() -> float:
+        set_random_seed(seed)
+        layer.run_forward(bottoms, tops)
+        return sum(0.5 * float(np.sum(tops[t].data.astype(np.float64) ** 2)) for t in tops_used)
+
+    # analytic gradient
+    objective()
+    for t in range(num_top):
+        tops[t].diff[...] = tops[t].data if t in tops_used else 0
+    for b in bottoms:
+        b.diff[...] = 0
+    for p in layer.blobs:
+        p.diff[...] = 0
+    propagate = [i in check_bottom for i in range(len(bottoms))]
+    layer.param_propagate_down = [bool(check_params)] * len(layer.blobs)
+    layer.run_backward(tops, propagate, bottoms)
+    targets = [("bottom", i, bottoms[i]) for i in check_bottom]
+    if check_params:
+        targets += [("param", i, p) for i, p in enumerate(layer.blobs)]
+    analytic = {(kind, i): blob.diff.copy() for kind, i, blob in targets}
+
+    checked, worst = 0, 0.0
+    for kind, i, blob in targets:
+        flat = blob.data.reshape(-1)
+        grad = analytic[(kind, i)].reshape(-1)
+        for j in range(flat.size):
+            x = float(flat[j])
+            if kink_range >= 0 and abs(x - kink) <= kink_range:
+                continue
+            flat[j] = x + stepsize
+            plus = objective()
+            flat[j] = x - stepsize
+            minus = objective()
+            flat[j] = x
+            numeric = (plus - minus) / (2 * stepsize)
+            computed = float(grad[j])
+            scale = max(abs(computed), abs(numeric), 1.0)
+            err = abs(computed - numeric) / (threshold * scale)
+            worst = max(worst, err)
+            checked += 1
+            if err > 1:
+                raise GradientCheckError(
+                    "%s layer '%s': gradient of %s %d at flat index %d (value %g): analytic %.8g, numeric %.8g"
+                    % (layer.layer_type(), layer.name, kind, i, j, x, computed, numeric))
+    objective()  # leave the layer in its unperturbed state
+    return {"checked": checked, "worst": worst}

@@ -1,0 +1,1 @@
+"""The subcommands of ``caffelite`` (one module each: ``add_parser(subparsers)`` and ``run(args)``)."""
