@@ -34,10 +34,10 @@ def check_shape(shape: Iterable, what: str = "blob") -> tuple[int, ...]:
         if d < 0:
             raise ShapeError("%s shape %s has a negative dimension" % (what, list(dims)))
     count = int(np.prod(dims, dtype=object)) if dims else 1
-    if count > INT_MAX:
-        raise BlobMemoryError("%s shape %s has %d elements: blob size exceeds INT_MAX"
-                              % (what, list(dims), count))
     nbytes = count * np.dtype(DTYPE).itemsize
+    if count > INT_MAX:
+        raise BlobMemoryError("%s shape %s has %d elements (%.1f GiB): blob size exceeds INT_MAX"
+                              % (what, list(dims), count, nbytes / 2**30))
     if nbytes > physical_memory():
         raise BlobMemoryError("%s shape %s needs %.1f GiB, more than this machine's %.1f GiB of memory"
                               % (what, list(dims), nbytes / 2**30, physical_memory() / 2**30))
