@@ -51,7 +51,7 @@ def main(repeat: int = 15) -> dict:
         os.unlink(f.name)
     net.blobs["score"].data[...] = scores
     net.blobs["label"].data[...] = labels
-    net.blobs["score"].diff  # allocate the bottom diff up front: it is counted separately below
+    _ = net.blobs["score"].diff  # allocate the bottom diff up front: it is counted separately below
 
     def step():
         net.forward()

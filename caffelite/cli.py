@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Caffe, reborn in pure Python: train, test, time, check and explain Caffe nets.")
     parser.add_argument("--version", action="version", version="caffelite " + __version__)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for command, module in _available():
+    for _command, module in _available():
         p = module.add_parser(sub)
         p.set_defaults(_run=module.run)
     return parser

@@ -23,7 +23,7 @@ def test_blob_shape_accessors_and_reshape():
     with pytest.raises(caffelite.ShapeError):
         b.reshape(-1, 2)
     with pytest.raises(caffelite.ShapeError, match="legacy accessors"):
-        Blob(1, 2, 3, 4, 5).num
+        _ = Blob(1, 2, 3, 4, 5).num
 
 
 def test_diff_is_lazy():

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import caffelite
-from tests.golden_runner import GOLDEN, case_names, in_case_folder, read_json, run_layer_case
+from tests.golden_runner import GOLDEN, case_names, read_json, run_layer_case
 
 LAYERS = os.path.join(GOLDEN, "layers")
 RUNNABLE = [n for n in case_names("layers") if not n.startswith("data_")]  # data_* run in test_golden_data

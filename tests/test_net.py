@@ -256,7 +256,8 @@ def test_force_backward_skips_labels_and_forward_only_layers(tmp_path):
 
 def test_explicit_propagate_down_to_a_label_is_an_error(tmp_path):
     text = """
-    layer { name: "d" type: "Input" top: "x" top: "label" input_param { shape { dim: 2 dim: 3 } shape { dim: 2 dim: 1 } } }
+    layer { name: "d" type: "Input" top: "x" top: "label"
+            input_param { shape { dim: 2 dim: 3 } shape { dim: 2 dim: 1 } } }
     layer { name: "ip" type: "InnerProduct" bottom: "label" top: "lab2" inner_product_param { num_output: 1 } }
     layer { name: "loss" type: "SoftmaxWithLoss" bottom: "x" bottom: "lab2" top: "loss"
             propagate_down: false propagate_down: true }

@@ -87,9 +87,9 @@ def read_labels(label: np.ndarray, num_classes: int, ignore_label: int | None, s
     its position and the valid range (Caffe would read out of bounds).
     """
     if not np.all(np.isfinite(label)):
-        pos = np.unravel_index(int(np.flatnonzero(~np.isfinite(label))[0]), shape_for_msg)
-        raise LabelError("label at position %s is %s, not a class index" % (tuple(int(i) for i in pos),
-                                                                            label.ravel()[np.ravel_multi_index(pos, shape_for_msg)]))
+        flat = int(np.flatnonzero(~np.isfinite(label.ravel()))[0])
+        pos = tuple(int(i) for i in np.unravel_index(flat, shape_for_msg))
+        raise LabelError("label at position %s is %s, not a class index" % (pos, label.ravel()[flat]))
     ints = label.astype(np.int64)
     bad = (ints < 0) | (ints >= num_classes)
     if ignore_label is not None:
@@ -209,7 +209,8 @@ class EuclideanLossLayer(LossLayer):
     r"""Half the mean squared distance per example.
 
     .. math:: E = \frac{1}{2N} \sum_n \lVert x^{(1)}_n - x^{(2)}_n \rVert^2, \qquad
-              \frac{\partial E}{\partial x^{(1)}} = \frac{w}{N}(x^{(1)} - x^{(2)}) = -\frac{\partial E}{\partial x^{(2)}}
+              \frac{\partial E}{\partial x^{(1)}} = \frac{w}{N}(x^{(1)} - x^{(2)})
+              = -\frac{\partial E}{\partial x^{(2)}}
 
     with :math:`N` the first dimension and :math:`w` the loss weight.  Both inputs may get a
     gradient (force_backward reaches the second too, as in Caffe).
