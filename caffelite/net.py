@@ -198,6 +198,8 @@ class Net:
         self._param_lr: list[tuple[bool, float, bool, float]] = []  # per learnable param
         self._learnable: list[Blob] = []
         self._param_learnable_id: dict[tuple[int, int], int] = {}
+        self._blobs_dict: OrderedDict | None = None
+        self._params_dict: OrderedDict | None = None
         available: dict[str, None] = {}  # insertion-ordered set
         memory = 0
         mem_limit = physical_memory()
@@ -399,14 +401,18 @@ class Net:
     @property
     def blobs(self) -> OrderedDict:
         """Blob name -> Blob, in order of creation (automatic splits included)."""
-        return OrderedDict((n, self._blob_list[i]) for i, n in enumerate(self._blob_names)
-                           if n in self._blob_index and self._blob_index[n] == i)
+        if self._blobs_dict is None:
+            self._blobs_dict = OrderedDict((n, self._blob_list[i]) for i, n in enumerate(self._blob_names)
+                                           if n in self._blob_index and self._blob_index[n] == i)
+        return self._blobs_dict
 
     @property
     def params(self) -> OrderedDict:
         """Layer name -> list of parameter Blobs, for layers that have any."""
-        return OrderedDict((n, list(layer.blobs)) for n, layer in zip(self._layer_names, self.layers)
-                           if layer.blobs)
+        if self._params_dict is None:
+            self._params_dict = OrderedDict((n, list(layer.blobs))
+                                            for n, layer in zip(self._layer_names, self.layers) if layer.blobs)
+        return self._params_dict
 
     @property
     def layer_dict(self) -> OrderedDict:
