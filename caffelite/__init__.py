@@ -29,6 +29,16 @@ from caffelite.errors import (
 )
 from caffelite.layer import TEST, TRAIN, Layer, layer_type_list, register_layer
 from caffelite.net import Net
+from caffelite.solvers import (
+    AdaDeltaSolver,
+    AdaGradSolver,
+    AdamSolver,
+    NesterovSolver,
+    RMSPropSolver,
+    SGDSolver,
+    Solver,
+    get_solver,
+)
 
 __all__ = [
     "__version__", "Blob", "Layer", "Net", "TRAIN", "TEST", "layer_type_list", "register_layer",
@@ -36,4 +46,6 @@ __all__ = [
     "CaffeliteError", "ProtoError", "FileFormatError", "CaffeFileNotFoundError", "NetError",
     "UnknownLayerTypeError", "LayerError", "ShapeError", "LabelError", "BackwardError", "WeightsError",
     "BlobMemoryError", "SolverError", "UnsupportedError",
+    "get_solver", "Solver", "SGDSolver", "NesterovSolver", "AdaGradSolver", "RMSPropSolver", "AdaDeltaSolver",
+    "AdamSolver",
 ]

@@ -31,6 +31,10 @@ COMMANDS = {
 }
 
 
+# commands whose arguments belong to another program: passed through without the -flag rewrite
+RAW_ARGV_COMMANDS = {"run-pycaffe"}
+
+
 def _available():
     for command, module in COMMANDS.items():
         if importlib.util.find_spec("caffelite.tools." + module) is not None:
@@ -62,7 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = caffe_style_argv(list(sys.argv[1:] if argv is None else argv))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in RAW_ARGV_COMMANDS:
+        argv = caffe_style_argv(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):

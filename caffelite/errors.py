@@ -117,3 +117,7 @@ class SolverError(CaffeliteError, ValueError):
 
 class UnsupportedError(CaffeliteError, NotImplementedError):
     """Something Caffe offers that caffelite deliberately does not (GPU mode, LevelDB)."""
+
+
+class MissingDependencyError(CaffeliteError, ImportError):
+    """An optional package a feature needs is not installed (the message names the pip extra)."""

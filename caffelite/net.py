@@ -213,8 +213,8 @@ class Net:
                                file=source, layer=lp.name, layer_type=lp.type, field="propagate_down")
             try:
                 layer = create_layer(lp)
-            except CaffeliteError as e:
-                raise _context(e, lp, source) from None
+            except CaffeliteError as e:  # keep a cause the raiser chained (e.g. a Python layer's)
+                raise _context(e, lp, source) from e.__cause__
             self.layers.append(layer)
             self._layer_names.append(lp.name)
             need_backward = False
@@ -254,7 +254,7 @@ class Net:
             try:
                 layer.run_setup(bottom_blobs, top_blobs)
             except CaffeliteError as e:
-                raise _context(e, lp, source) from None
+                raise _context(e, lp, source) from e.__cause__
             except (ValueError, IndexError, KeyError, TypeError, ZeroDivisionError, AttributeError) as e:
                 raise LayerError("setup failed: %s: %s" % (type(e).__name__, e), file=source, layer=lp.name,
                                  layer_type=lp.type) from e
@@ -266,6 +266,7 @@ class Net:
                                       "machine's %.1f GiB" % (memory / 2**30, mem_limit / 2**30),
                                       file=source, layer=lp.name, layer_type=lp.type)
             n_params = len(layer.blobs)
+            lp = layer.layer_param  # setup may add param specs (BatchNorm masks its statistics)
             if len(lp.param) > n_params:
                 raise NetError("Too many params specified for layer %s (%d param specs, %d parameter blobs)"
                                % (lp.name, len(lp.param), n_params), file=source, layer=lp.name,
@@ -289,8 +290,8 @@ class Net:
                 for bottom_id, blob_id in enumerate(self._bottom_ids[layer_id]):
                     # deliberate improvement on Caffe: inputs without a gradient are skipped
                     need = self._bottom_need_backward[layer_id][bottom_id] or layer.allow_force_backward(bottom_id)
-                    if not layer.allow_force_backward(bottom_id) and not self._explicit_pd(layer_id, bottom_id):
-                        need = False
+                    if not layer.allow_force_backward(bottom_id):  # an explicit request is refused below
+                        need = self._explicit_pd(layer_id, bottom_id)
                     self._bottom_need_backward[layer_id][bottom_id] = need
                     self._blob_need_backward[blob_id] |= need
                 for param_id in range(len(layer.blobs)):
@@ -306,8 +307,7 @@ class Net:
         for layer_id, layer in enumerate(self.layers):
             lp = layer.layer_param
             for bottom_id in range(len(lp.propagate_down)):
-                if lp.propagate_down[bottom_id] and not layer.allow_force_backward(bottom_id) \
-                        and self._bottom_need_backward[layer_id][bottom_id]:
+                if lp.propagate_down[bottom_id] and not layer.allow_force_backward(bottom_id):
                     raise BackwardError(
                         "%s Layer cannot backpropagate to bottom %d ('%s'): it has no gradient; "
                         "set propagate_down: false for it" % (lp.type, bottom_id, lp.bottom[bottom_id]),
@@ -474,6 +474,16 @@ class Net:
     def _layer_blobs(self, layer_id: int):
         return ([self._blob_list[i] for i in self._bottom_ids[layer_id]],
                 [self._blob_list[i] for i in self._top_ids[layer_id]])
+
+    def set_input_arrays(self, data: np.ndarray, labels: np.ndarray) -> None:
+        """pycaffe's ``Net.set_input_arrays``: serve ``data``/``labels`` from the first layer, a MemoryData.
+
+        ``data``: C-contiguous float32 N x C x H x W; ``labels``: float32 N (or N x 1 x 1 x 1);
+        N a multiple of the layer's batch_size.  Caffe: python/caffe/_caffe.cpp.
+        """
+        from caffelite.layers.data_files import set_input_arrays
+
+        set_input_arrays(self, data, labels)
 
     def forward_from_to(self, start: int = 0, end: int | None = None) -> float:
         """Caffe's Net::ForwardFromTo (inclusive); returns the total weighted loss."""

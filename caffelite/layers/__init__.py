@@ -1,3 +1,17 @@
 """Layer implementations, one module per family; importing this package registers them all."""
 
-from caffelite.layers import common, data, loss, neuron  # noqa: F401
+from caffelite.layers import (  # noqa: F401
+    common,
+    data,
+    data_files,
+    indexing,
+    loss,
+    loss_extra,
+    neuron,
+    normalization,
+    pooling,
+    python,
+    recurrent,
+    shape,
+    vision,
+)

@@ -40,7 +40,13 @@ NO_GRADIENT = {
     "Threshold": "forward only in Caffe",
     "Input": "no bottoms",
     "DummyData": "no bottoms",
-    "Silence": "no tops: writes zero gradients (tested in test_layers_foundation)",
+    "Silence": "no tops: writes zero gradients (tested in test_net)",
+    "Data": "no bottoms",
+    "ImageData": "no bottoms",
+    "HDF5Data": "no bottoms",
+    "MemoryData": "no bottoms",
+    "WindowData": "no bottoms",
+    "HDF5Output": "a sink: Caffe's backward does nothing",
 }
 
 

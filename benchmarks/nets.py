@@ -1,0 +1,207 @@
+"""Forward + backward time per iteration of real Caffe nets, against PyTorch CPU on the same architecture.
+
+Each net comes from the corpus (Caffe's own LeNet, CIFAR10-quick and AlexNet definitions), is built in
+TRAIN phase with ``force_backward`` and the batch size the issue names, and runs forward, a random
+output gradient, and backward (plus clearing the parameter gradients, as a solver iteration does).
+PyTorch, when installed, runs the same layers with the same weights in the same process; the ratio is
+caffelite's median time over PyTorch's (< 1: caffelite is faster).  Also reported: peak traced
+memory of one build + iteration, and the time to build ResNet-152 from its prototxt.
+
+Run: ``python -m benchmarks.nets`` (or ``make bench``).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+import tracemalloc
+
+import numpy as np
+
+import caffelite
+from caffelite.protoio import read_net_param
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CORPUS_DIRS = [os.path.join(HERE, "..", "tests", "corpus"), os.path.join(HERE, "..", "..", "shared", "corpus")]
+
+# (name, corpus file, batch size, target ratio from the issue)
+NETS = [
+    ("LeNet", "BVLC__caffe/examples/mnist/lenet.prototxt", 64, 0.7),
+    ("CIFAR10-quick", "BVLC__caffe/examples/cifar10/cifar10_quick.prototxt", 100, 1.5),
+    ("AlexNet", "BVLC__caffe/models/bvlc_alexnet/deploy.prototxt", 10, 0.6),
+]
+RESNET152 = "KaimingHe__deep-residual-networks/prototxt/ResNet-152-deploy.prototxt"
+
+
+def corpus_path(rel: str) -> str:
+    for d in CORPUS_DIRS:
+        p = os.path.join(d, rel)
+        if os.path.exists(p):
+            return os.path.normpath(p)
+    raise FileNotFoundError("corpus file %s not found in %s" % (rel, CORPUS_DIRS))
+
+
+def build(rel: str, batch: int) -> caffelite.Net:
+    """The corpus net in TRAIN phase with force_backward and its Input layers' batch set to ``batch``."""
+    param = read_net_param(corpus_path(rel))
+    param.force_backward = True
+    for layer in param.layer:
+        if layer.type == "Input":
+            for shape in layer.input_param.shape:
+                shape.dim[0] = batch
+    return caffelite.Net(param, caffelite.TRAIN)
+
+
+def _median_time(step, iters: int, warmup: int = 2) -> float:
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def caffelite_step(net: caffelite.Net, rng: np.random.Generator):
+    for name in net.inputs:
+        net.blobs[name].data[...] = rng.standard_normal(net.blobs[name].shape)
+    top_diffs = {name: rng.standard_normal(net.blobs[name].shape).astype(np.float32) for name in net.outputs}
+
+    def step():
+        net.clear_param_diffs()
+        net.forward()
+        for name, d in top_diffs.items():
+            net.blobs[name].diff[...] = d
+        net.backward()
+    return step
+
+
+def torch_step(net: caffelite.Net, rng: np.random.Generator):
+    """The same layers in PyTorch (functional, same weights); None when torch or a layer type is missing."""
+    try:
+        import torch
+        import torch.nn.functional as F
+    except ImportError:
+        return None
+    params = {name: [torch.tensor(b.data, requires_grad=True) for b in blobs] for name, blobs in net.params.items()}
+    P = caffelite.proto.caffe_pb2.PoolingParameter
+    ops = []
+    for name, layer in zip(net._layer_names, net.layers):
+        lp, t = layer.layer_param, layer.layer_type()
+        w = params.get(name, [])
+        if t == "Input" or t == "Split":
+            op = None if t == "Input" else (lambda x: x)
+        elif t == "Convolution":
+            g = layer.geom
+            op = (lambda x, w=w, g=g, grp=layer.group: F.conv2d(x, w[0], w[1] if len(w) > 1 else None, g.stride,
+                                                                g.pad, g.dilation, grp))
+        elif t == "Pooling":
+            pool = layer.pool
+            if pool.method == P.MAX:
+                op = (lambda x, p=pool: F.max_pool2d(x, p.kernel, p.stride, p.pad, ceil_mode=p.ceil_mode))
+            elif pool.method == P.AVE:
+                op = (lambda x, p=pool: F.avg_pool2d(x, p.kernel, p.stride, p.pad, ceil_mode=p.ceil_mode))
+            else:
+                return None
+        elif t == "ReLU":
+            op = F.relu
+        elif t == "LRN" and layer.across:
+            op = (lambda x, ly=layer: F.local_response_norm(x, ly.size, ly.alpha, ly.beta, ly.k))
+        elif t == "InnerProduct":
+            op = (lambda x, w=w: F.linear(x.flatten(1), w[0], w[1] if len(w) > 1 else None))
+        elif t == "Dropout":
+            op = (lambda x, r=lp.dropout_param.dropout_ratio: F.dropout(x, r, training=True))
+        elif t == "Softmax":
+            op = (lambda x: F.softmax(x, 1))
+        else:
+            return None
+        ops.append((op, net.bottom_names[name], net.top_names[name]))
+    inputs = {n: torch.tensor(net.blobs[n].data) for n in net.inputs}
+    top_diffs = {n: torch.tensor(rng.standard_normal(net.blobs[n].shape).astype(np.float32)) for n in net.outputs}
+    flat = [p for ps in params.values() for p in ps]
+
+    def step():
+        for p in flat:
+            p.grad = None
+        blobs = dict(inputs)
+        for op, bottoms, tops in ops:
+            if op is None:
+                continue
+            out = op(*[blobs[b] for b in bottoms])
+            for top in tops:
+                blobs[top] = out
+        outs = [blobs[n] for n in top_diffs]
+        torch.autograd.backward(outs, list(top_diffs.values()))
+
+    with torch.no_grad():  # the architectures must agree
+        blobs = dict(inputs)
+        for op, bottoms, tops in ops:
+            if op is not None:
+                out = op(*[blobs[b] for b in bottoms])
+                for top in tops:
+                    blobs[top] = out
+        for n in net.outputs:
+            if tuple(blobs[n].shape) != net.blobs[n].shape:
+                raise AssertionError("torch output %s has shape %s, caffelite %s"
+                                     % (n, tuple(blobs[n].shape), net.blobs[n].shape))
+    return step
+
+
+def peak_memory(rel: str, batch: int) -> float:
+    """MiB: peak traced allocation of building the net and one iteration."""
+    tracemalloc.start()
+    net = build(rel, batch)
+    caffelite_step(net, np.random.default_rng(0))()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak / 2**20
+
+
+def resnet152_build_time(repeats: int = 3) -> float | None:
+    try:
+        path = corpus_path(RESNET152)
+    except FileNotFoundError:
+        return None
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        caffelite.Net(path, caffelite.TEST)
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def run(iters: int = 10) -> list[dict]:
+    rows = []
+    for name, rel, batch, target in NETS:
+        rng = np.random.default_rng(1701)
+        net = build(rel, batch)
+        ours = _median_time(caffelite_step(net, rng), iters)
+        step = torch_step(net, rng)
+        theirs = _median_time(step, iters) if step is not None else None
+        rows.append({"net": name, "batch": batch, "caffelite_ms": ours * 1e3,
+                     "torch_ms": theirs * 1e3 if theirs else None,
+                     "ratio": ours / theirs if theirs else None, "target": target,
+                     "peak_mib": peak_memory(rel, batch)})
+    return rows
+
+
+def main() -> None:
+    rows = run()
+    print("%-14s %5s %14s %10s %7s %7s %10s" % ("net", "batch", "caffelite ms", "torch ms", "ratio", "target",
+                                                "peak MiB"))
+    for r in rows:
+        torch_ms = "%10.1f" % r["torch_ms"] if r["torch_ms"] else "%10s" % "-"
+        ratio = "%7.2f" % r["ratio"] if r["ratio"] else "%7s" % "-"
+        print("%-14s %5d %14.1f %s %s %7.2f %10.1f" % (r["net"], r["batch"], r["caffelite_ms"], torch_ms, ratio,
+                                                    r["target"], r["peak_mib"]))
+    try:
+        t = resnet152_build_time()
+        print("ResNet-152 build (TEST, from prototxt): %s" % ("%.3f s" % t if t is not None else "corpus file missing"))
+    except Exception as e:  # noqa: BLE001 - report, do not abort the table
+        print("ResNet-152 build: failed: %s: %s" % (type(e).__name__, e))
+
+
+if __name__ == "__main__":
+    main()

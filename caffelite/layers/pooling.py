@@ -1,0 +1,484 @@
+r"""Pooling layers: Pooling (MAX, AVE, STOCHASTIC), SPP, and LRN.
+
+Caffe: src/caffe/layers/{pooling,spp,lrn}_layer.cpp (and pooling_layer.cu for STOCHASTIC, which Caffe
+has on the GPU only).  Every pass is a loop over the kernel taps (a handful) of whole-batch strided
+slices, or two passes of separable window sums; never a loop over pixels.
+
+Pooling geometry, per spatial axis (input :math:`i`, kernel :math:`k`, stride :math:`s`, pad :math:`p`):
+
+.. math:: o = \left\lceil \frac{i + 2p - k}{s} \right\rceil + 1 \ (\text{CEIL; FLOOR: } \lfloor\cdot\rfloor),
+          \quad o \mathrel{-}= 1 \text{ if } p > 0 \text{ and } (o-1)s \ge i + p
+
+(the last window must start inside the image or its leading padding).  Window :math:`[a, b)`:
+:math:`a = o_x s - p`, :math:`b = \min(a + k, i + p)`; the average divides by :math:`(b - a)` (the padded
+size), over the window clipped to the image.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from caffelite.common import rng
+from caffelite.errors import LayerError, ShapeError
+from caffelite.layer import TRAIN, Layer, register_layer
+from caffelite.proto import caffe_pb2
+
+_P = caffe_pb2.PoolingParameter
+FLT_MIN = float(np.finfo(np.float32).tiny)  # Caffe's STOCHASTIC test-time guard against 0/0
+
+
+def pooled_size(size: int, kernel: int, stride: int, pad: int, ceil_mode: bool = True) -> int:
+    """Caffe's pooled output size along one axis (see the module docstring)."""
+    q = (size + 2 * pad - kernel) / stride
+    out = int(math.ceil(q) if ceil_mode else math.floor(q)) + 1
+    if pad and (out - 1) * stride >= size + pad:
+        out -= 1
+    return out
+
+
+def _window_sum(a: np.ndarray, kernel, stride, out_shape, lead) -> np.ndarray:
+    """Sums over every pooling window of ``a`` (N, C, H, W), zero outside; separable: kh + kw slice adds.
+
+    ``lead`` is the leading padding per axis.  Returns (N, C, oh, ow).
+    """
+    (kh, kw), (sh, sw), (oh, ow) = kernel, stride, out_shape
+    ap = _pad_to(a, lead, (oh - 1) * sh + kh, (ow - 1) * sw + kw, 0.0)
+    rows = ap[:, :, 0:(oh - 1) * sh + 1:sh].copy()
+    for i in range(1, kh):
+        rows += ap[:, :, i:i + (oh - 1) * sh + 1:sh]
+    out = rows[..., 0:(ow - 1) * sw + 1:sw].copy()
+    for j in range(1, kw):
+        out += rows[..., j:j + (ow - 1) * sw + 1:sw]
+    return out
+
+
+def _window_scatter(g: np.ndarray, kernel, stride, in_shape, lead) -> np.ndarray:
+    """The adjoint of :func:`_window_sum`: each window's value added to all its pixels; (N, C, H, W)."""
+    (kh, kw), (sh, sw), (h, w), (ph, pw) = kernel, stride, in_shape, lead
+    n, c, oh, ow = g.shape
+    lh, lw = max((oh - 1) * sh + kh, ph + h), max((ow - 1) * sw + kw, pw + w)
+    rows = np.zeros((n, c, oh, lw), g.dtype)
+    for j in range(kw):
+        rows[..., j:j + (ow - 1) * sw + 1:sw] += g
+    acc = np.zeros((n, c, lh, lw), g.dtype)
+    for i in range(kh):
+        acc[:, :, i:i + (oh - 1) * sh + 1:sh] += rows
+    return acc[:, :, ph:ph + h, pw:pw + w]
+
+
+def _pad_to(a: np.ndarray, lead, lh: int, lw: int, value: float) -> np.ndarray:
+    """``a`` (N, C, H, W) placed at offset ``lead`` in an array of at least lh × lw filled with ``value``."""
+    n, c, h, w = a.shape
+    ph, pw = lead
+    if ph == 0 and pw == 0 and lh <= h and lw <= w:
+        return a
+    out = np.full((n, c, max(lh, ph + h), max(lw, pw + w)), value, a.dtype)
+    out[:, :, ph:ph + h, pw:pw + w] = a
+    return out
+
+
+def _scatter_to_index(dy: np.ndarray, idx: np.ndarray, in_shape, overlap: bool) -> np.ndarray:
+    """(N, C, H, W) gradient: dy added at flat per-plane index ``idx`` (same shape as dy; -1 = none)."""
+    n, c, h, w = in_shape
+    plane = h * w
+    flat = idx.reshape(n * c, -1) + (np.arange(n * c, dtype=np.int64) * plane)[:, None]
+    dy = dy.reshape(n * c, -1)
+    if idx.size and idx.min() < 0:
+        keep = idx.reshape(n * c, -1) >= 0
+        flat, dy = flat[keep], dy[keep]
+    if overlap:  # windows share pixels: accumulate (in window order, as Caffe's loop does)
+        dx = np.bincount(flat.ravel(), weights=dy.ravel(), minlength=n * c * plane).astype(dy.dtype)
+    else:
+        dx = np.zeros(n * c * plane, dy.dtype)
+        dx[flat.ravel()] = dy.ravel()
+    return dx.reshape(in_shape)
+
+
+class Pool2d:
+    """One 2-D pooling geometry and method; the maths shared by Pooling and SPP.
+
+    ``forward`` returns the pooled array and keeps what ``backward`` needs (argmax indices, ...).
+    """
+
+    def __init__(self, method, kernel, stride, pad, ceil_mode=True, global_pooling=False):
+        self.method, self.kernel, self.stride, self.pad = method, tuple(kernel), tuple(stride), tuple(pad)
+        self.ceil_mode, self.global_pooling = ceil_mode, global_pooling
+        self.idx = None
+
+    def out_shape(self, in_shape) -> tuple[int, int]:
+        out = tuple(pooled_size(i, k, s, p, self.ceil_mode)
+                    for i, k, s, p in zip(in_shape, self.kernel, self.stride, self.pad))
+        if min(out) <= 0:
+            raise ShapeError("pooled output %s is empty (input %s, kernel %s, stride %s, pad %s)"
+                             % (list(out), list(in_shape), list(self.kernel), list(self.stride), list(self.pad)))
+        return out
+
+    def _whole_image(self, in_shape, out_shape) -> bool:
+        return (out_shape == (1, 1) and not any(self.pad)
+                and self.kernel[0] >= in_shape[0] and self.kernel[1] >= in_shape[1])
+
+    def _divisor(self, in_shape, out_shape, dtype) -> np.ndarray:
+        """AVE's per-window divisor: the window clipped to the padded image (i + p), outer product of axes."""
+        sizes = []
+        for i, k, s, p, o in zip(in_shape, self.kernel, self.stride, self.pad, out_shape):
+            start = np.arange(o) * s - p
+            sizes.append(np.minimum(start + k, i + p) - start)
+        return np.outer(sizes[0], sizes[1]).astype(dtype)
+
+    def forward(self, x: np.ndarray, train: bool = True):
+        n, c, h, w = x.shape
+        out_shape = self.out_shape((h, w))
+        self.in_shape, self.out = x.shape, out_shape
+        if self.method == _P.MAX:
+            return self._max(x, out_shape)
+        if self.method == _P.AVE:
+            if self._whole_image((h, w), out_shape):
+                return x.mean(axis=(2, 3), keepdims=True)
+            s = _window_sum(x, self.kernel, self.stride, out_shape, self.pad)
+            s /= self._divisor((h, w), out_shape, x.dtype)
+            return s
+        if self.method == _P.STOCHASTIC:
+            return self._stochastic_train(x, out_shape) if train else self._stochastic_test(x, out_shape)
+        raise LayerError("Unknown pooling method %d." % self.method, field="pooling_param.pool")
+
+    def _max(self, x, out_shape):
+        n, c, h, w = x.shape
+        (kh, kw), (sh, sw), (oh, ow), (ph, pw) = self.kernel, self.stride, out_shape, self.pad
+        if self._whole_image((h, w), out_shape):
+            flat = x.reshape(n, c, h * w)
+            self.idx = flat.argmax(axis=2).reshape(n, c, 1, 1)
+            return flat.max(axis=2).reshape(n, c, 1, 1)
+        # Caffe starts from -FLT_MAX and keeps the first strict maximum in row-major window order; -inf padding
+        # never wins, so the clipped windows come out the same.
+        xp = _pad_to(x, (ph, pw), (oh - 1) * sh + kh, (ow - 1) * sw + kw, -np.inf)
+        best = np.full((n, c, oh, ow), np.finfo(x.dtype).min, x.dtype)
+        tap = np.full((n, c, oh, ow), -1, np.int32)
+        hit = np.empty((n, c, oh, ow), bool)
+        for t, (i, j) in enumerate(np.ndindex(kh, kw)):
+            v = xp[:, :, i:i + (oh - 1) * sh + 1:sh, j:j + (ow - 1) * sw + 1:sw]
+            np.greater(v, best, out=hit)
+            np.copyto(best, v, where=hit)
+            np.copyto(tap, t, where=hit)
+        # tap -> pixel index h * W + w within the plane
+        row = (np.arange(oh) * sh - ph)[:, None] + tap // kw
+        col = (np.arange(ow) * sw - pw)[None, :] + tap % kw
+        self.idx = np.where(tap >= 0, row * w + col, -1)
+        return best
+
+    def _stochastic_train(self, x, out_shape):
+        n, c, h, w = x.shape
+        (kh, kw), (sh, sw), (oh, ow) = self.kernel, self.stride, out_shape
+        xp = _pad_to(x, (0, 0), (oh - 1) * sh + kh, (ow - 1) * sw + kw, 0.0)
+        taps = [xp[:, :, i:i + (oh - 1) * sh + 1:sh, j:j + (ow - 1) * sw + 1:sw] for i, j in np.ndindex(kh, kw)]
+        total = np.zeros((n, c, oh, ow), x.dtype)
+        for v in taps:
+            total += v
+        thres = (rng().random(total.shape) * total).astype(x.dtype)
+        cum = np.zeros_like(total)
+        tap = np.full(total.shape, -1, np.int32)
+        out = np.zeros_like(total)
+        hit = np.empty(total.shape, bool)
+        for t, v in enumerate(taps):  # the first tap whose running sum reaches u * total
+            cum += v
+            np.greater_equal(cum, thres, out=hit)
+            hit &= tap < 0
+            np.copyto(tap, t, where=hit)
+            np.copyto(out, v, where=hit)
+        row = (np.arange(oh) * sh)[:, None] + tap // kw
+        col = (np.arange(ow) * sw)[None, :] + tap % kw
+        self.idx = np.where(tap >= 0, row * w + col, -1)
+        return out
+
+    def _stochastic_test(self, x, out_shape):
+        self.x = x
+        self.den = _window_sum(x, self.kernel, self.stride, out_shape, (0, 0)) + FLT_MIN
+        self.y = _window_sum(x * x, self.kernel, self.stride, out_shape, (0, 0)) / self.den
+        self.idx = None
+        return self.y
+
+    def backward(self, dy: np.ndarray, train: bool = True, idx: np.ndarray | None = None) -> np.ndarray:
+        """Gradient w.r.t. the input of the last forward; ``idx`` overrides the stored argmax (MAX's mask top)."""
+        n, c, h, w = self.in_shape
+        if self.method == _P.AVE:
+            if self._whole_image((h, w), self.out):
+                return np.broadcast_to(dy / (h * w), self.in_shape).astype(dy.dtype)
+            g = dy / self._divisor((h, w), self.out, dy.dtype)
+            return _window_scatter(g, self.kernel, self.stride, (h, w), self.pad)
+        if self.method == _P.STOCHASTIC and not train:
+            # d(Σx²/Σx)/dx_i = (2 x_i - y) / Σx over every window holding x_i
+            a = dy / self.den
+            return (2 * self.x * _window_scatter(a, self.kernel, self.stride, (h, w), (0, 0))
+                    - _window_scatter(a * self.y, self.kernel, self.stride, (h, w), (0, 0)))
+        overlap = any(k > s for k, s in zip(self.kernel, self.stride))
+        return _scatter_to_index(dy, self.idx if idx is None else idx, self.in_shape, overlap)
+
+
+def pooling_setup(p, layer_type: str = "Pooling") -> tuple:
+    """Read a PoolingParameter as Caffe's PoolingLayer::LayerSetUp does: (kernel or None, stride, pad)."""
+    f = "pooling_param."
+    if p.global_pooling:
+        if p.HasField("kernel_size") or p.HasField("kernel_h") or p.HasField("kernel_w"):
+            raise LayerError("With Global_pooling: true Filter size cannot specified", field=f + "kernel_size")
+    else:
+        if p.HasField("kernel_size") == (p.HasField("kernel_h") and p.HasField("kernel_w")):
+            if p.HasField("kernel_size"):
+                raise LayerError("Filter size is kernel_size OR kernel_h and kernel_w; not both",
+                                 field=f + "kernel_size")
+            raise LayerError("For non-square filters both kernel_h and kernel_w are required.",
+                             field=f + "kernel_h")
+    if (p.HasField("pad") and (p.HasField("pad_h") or p.HasField("pad_w"))
+            or (p.HasField("pad_h") != p.HasField("pad_w"))):
+        raise LayerError("pad is pad OR pad_h and pad_w are required.", field=f + "pad")
+    if (p.HasField("stride") and (p.HasField("stride_h") or p.HasField("stride_w"))
+            or (p.HasField("stride_h") != p.HasField("stride_w"))):
+        raise LayerError("Stride is stride OR stride_h and stride_w are required.", field=f + "stride")
+    kernel = None
+    if not p.global_pooling:
+        kernel = (p.kernel_size, p.kernel_size) if p.HasField("kernel_size") else (p.kernel_h, p.kernel_w)
+        if min(kernel) <= 0:
+            raise LayerError("Filter dimensions cannot be zero. (kernel %s)" % list(kernel), field=f + "kernel_size")
+    pad = (p.pad_h, p.pad_w) if p.HasField("pad_h") else (p.pad, p.pad)
+    stride = (p.stride_h, p.stride_w) if p.HasField("stride_h") else (p.stride, p.stride)
+    if min(stride) <= 0:
+        raise LayerError("Stride dimensions cannot be zero. (stride %s)" % list(stride), field=f + "stride")
+    if p.global_pooling and (any(pad) or stride != (1, 1)):
+        raise LayerError("With Global_pooling: true; only pad = 0 and stride = 1 (pad %s, stride %s)"
+                         % (list(pad), list(stride)), field=f + "global_pooling")
+    if any(pad):
+        if p.pool not in (_P.AVE, _P.MAX):
+            raise LayerError("Padding implemented only for average and max pooling.", field=f + "pad")
+        if kernel is not None and (pad[0] >= kernel[0] or pad[1] >= kernel[1]):
+            raise LayerError("pad must be smaller than kernel (pad %s, kernel %s)" % (list(pad), list(kernel)),
+                             field=f + "pad")
+    return kernel, stride, pad
+
+
+def _check_4d(blob, what="Input") -> None:
+    if blob.num_axes != 4:
+        raise ShapeError("%s must have 4 axes, corresponding to (num, channels, height, width) (got shape %s)"
+                         % (what, list(blob.shape)))
+
+
+@register_layer
+class PoolingLayer(Layer):
+    r"""2-D max, average or stochastic pooling (Caffe's geometry; see the module docstring).
+
+    - MAX: :math:`y = \max_{window} x`, the first maximum in row-major order; an optional second top
+      holds its index :math:`h W + w` in the plane, as floats.  The gradient goes to that pixel.
+    - AVE: :math:`y = \sum_{window \cap image} x / ((b_h - a_h)(b_w - a_w))` (the padded window size).
+    - STOCHASTIC (Caffe: GPU only): TRAIN picks pixel :math:`j` of the window with probability
+      :math:`x_j / \sum x` (activations non-negative) and outputs :math:`x_j`; TEST outputs
+      :math:`\sum x^2 / (\epsilon + \sum x)`, :math:`\epsilon` = FLT_MIN.
+
+    Caffe: src/caffe/layers/pooling_layer.cpp (and pooling_layer.cu for STOCHASTIC).
+    """
+
+    type = "Pooling"
+
+    def exact_num_bottom_blobs(self):
+        return 1
+
+    def min_top_blobs(self):
+        return 1
+
+    def max_top_blobs(self):
+        return 2 if self.layer_param.pooling_param.pool == _P.MAX else 1
+
+    def setup(self, bottom, top):
+        p = self.layer_param.pooling_param
+        self.kernel, stride, pad = pooling_setup(p)
+        self.pool = Pool2d(p.pool, self.kernel or (1, 1), stride, pad, p.round_mode == _P.CEIL, p.global_pooling)
+
+    def reshape(self, bottom, top):
+        _check_4d(bottom[0])
+        n, c, h, w = bottom[0].shape
+        if self.pool.global_pooling:
+            self.pool.kernel = (h, w)
+        self.pool.out = self.pool.out_shape((h, w))
+        for t in top:
+            t.reshape((n, c) + self.pool.out)
+
+    def forward(self, bottom, top):
+        top[0].data[...] = self.pool.forward(bottom[0].data, self.phase == TRAIN)
+        if len(top) > 1:
+            top[1].data[...] = self.pool.idx
+
+    def backward(self, top, propagate_down, bottom):
+        if not propagate_down[0]:
+            return
+        idx = top[1].data.astype(np.int64) if len(top) > 1 else None  # Caffe reads the mask top when there is one
+        bottom[0].diff[...] = self.pool.backward(top[0].diff, self.phase == TRAIN, idx)
+
+
+@register_layer
+class SPPLayer(Layer):
+    r"""Spatial pyramid pooling: level :math:`l < L` pools into :math:`2^l \times 2^l` bins with
+    kernel :math:`k = \lceil i / 2^l \rceil`, stride :math:`k`, pad :math:`\lfloor (k 2^l - i + 1)/2 \rfloor`;
+    the levels are flattened and concatenated along axis 1 (with :math:`L = 1`, the single pooled
+    (N, C, 1, 1) blob).  Same numbers as Caffe's internal Split/Pooling/Flatten/Concat net.
+
+    Caffe: src/caffe/layers/spp_layer.cpp.
+    """
+
+    type = "SPP"
+
+    def exact_num_bottom_blobs(self):
+        return 1
+
+    def exact_num_top_blobs(self):
+        return 1
+
+    def setup(self, bottom, top):
+        p = self.layer_param.spp_param
+        self.height = p.pyramid_height
+        if self.height <= 0:
+            raise LayerError("pyramid_height must be > 0 (got %d)" % self.height, field="spp_param.pyramid_height")
+        if bottom[0].num_axes == 4 and (bottom[0].shape[2] <= 0 or bottom[0].shape[3] <= 0):
+            raise ShapeError("Input dimensions cannot be zero. (bottom %s)" % list(bottom[0].shape))
+        self.method = {caffe_pb2.SPPParameter.MAX: _P.MAX, caffe_pb2.SPPParameter.AVE: _P.AVE,
+                       caffe_pb2.SPPParameter.STOCHASTIC: _P.STOCHASTIC}[p.pool]
+
+    def _level(self, level: int, h: int, w: int) -> Pool2d:
+        bins = 2 ** level
+        kernel, pad = [], []
+        for size in (h, w):
+            k = -(-size // bins)
+            kernel.append(k)
+            pad.append((k * bins - size + 1) // 2)
+        if pad[0] >= kernel[0] or pad[1] >= kernel[1]:
+            raise LayerError("SPP level %d: pad %s must be smaller than kernel %s (input %dx%d is too small for "
+                             "%d bins)" % (level, pad, kernel, h, w, bins), field="spp_param.pyramid_height")
+        if any(pad) and self.method == _P.STOCHASTIC:
+            raise LayerError("Padding implemented only for average and max pooling. (SPP level %d)" % level,
+                             field="spp_param.pool")
+        return Pool2d(self.method, kernel, kernel, pad)
+
+    def reshape(self, bottom, top):
+        _check_4d(bottom[0])
+        n, c, h, w = bottom[0].shape
+        self.levels = [self._level(i, h, w) for i in range(self.height)]
+        sizes = [c * math.prod(lv.out_shape((h, w))) for lv in self.levels]
+        self.bounds = np.cumsum([0] + sizes)
+        if self.height == 1:
+            top[0].reshape((n, c) + self.levels[0].out_shape((h, w)))
+        else:
+            top[0].reshape(n, int(self.bounds[-1]))
+
+    def forward(self, bottom, top):
+        n = bottom[0].shape[0]
+        y = top[0].data.reshape(n, -1)
+        for lv, a, b in zip(self.levels, self.bounds[:-1], self.bounds[1:]):
+            y[:, a:b] = lv.forward(bottom[0].data, self.phase == TRAIN).reshape(n, -1)
+
+    def backward(self, top, propagate_down, bottom):
+        if not propagate_down[0]:
+            return
+        n = bottom[0].shape[0]
+        dy = top[0].diff.reshape(n, -1)
+        dx = bottom[0].diff
+        for k, (lv, a, b) in enumerate(zip(self.levels, self.bounds[:-1], self.bounds[1:])):
+            g = lv.backward(np.ascontiguousarray(dy[:, a:b]).reshape((n, -1) + lv.out), self.phase == TRAIN)
+            if k == 0:
+                dx[...] = g
+            else:
+                dx += g
+
+
+def _channel_window_sum(a: np.ndarray, half: int) -> np.ndarray:
+    """Sum over channels c - half .. c + half (zero beyond the edges) of ``a`` (N, C, ...)."""
+    out = a.copy()
+    for off in range(1, half + 1):
+        out[:, off:] += a[:, :-off]
+        out[:, :-off] += a[:, off:]
+    return out
+
+
+def _box_sum(a: np.ndarray, size: int) -> np.ndarray:
+    """Sum over the size × size spatial neighbourhood (centred, zero padded) of ``a`` (N, C, H, W)."""
+    half = (size - 1) // 2
+    return _window_sum(a, (size, size), (1, 1), a.shape[2:], (half, half))
+
+
+def _neg_pow(s: np.ndarray, beta: float) -> np.ndarray:
+    """:math:`s^{-\beta}`; the common β = 0.75 as square roots (several times faster than power)."""
+    if beta == 0.75:
+        r = np.sqrt(s)
+        r *= s
+        np.sqrt(r, out=r)
+        return np.reciprocal(r, out=r)
+    return np.power(s, -beta)
+
+
+@register_layer
+class LRNLayer(Layer):
+    r"""Local response normalisation.
+
+    ACROSS_CHANNELS (window of ``local_size`` = n channels centred on c):
+    :math:`s = k + \frac{\alpha}{n} \sum_{c'} x_{c'}^2`, :math:`y = x s^{-\beta}`,
+    :math:`\frac{\partial E}{\partial x_c} = \frac{\partial E}{\partial y_c} s_c^{-\beta}
+    - \frac{2 \alpha \beta}{n} x_c \sum_{c'} \frac{\partial E}{\partial y_{c'}} \frac{y_{c'}}{s_{c'}}`.
+
+    WITHIN_CHANNEL (n × n spatial window, zero padded; Caffe builds it from Power, AVE Pooling and
+    Eltwise, whose shift is 1, not k): :math:`s = 1 + \frac{\alpha}{n^2} \sum x^2`, :math:`y = x s^{-\beta}`.
+
+    Caffe: src/caffe/layers/lrn_layer.cpp.
+    """
+
+    type = "LRN"
+
+    def exact_num_bottom_blobs(self):
+        return 1
+
+    def exact_num_top_blobs(self):
+        return 1
+
+    def setup(self, bottom, top):
+        p = self.layer_param.lrn_param
+        self.size = p.local_size
+        if self.size % 2 != 1:
+            raise LayerError("LRN only supports odd values for local_size (got %d)" % self.size,
+                             field="lrn_param.local_size")
+        self.alpha, self.beta, self.k = float(p.alpha), float(p.beta), float(p.k)
+        self.across = p.norm_region == caffe_pb2.LRNParameter.ACROSS_CHANNELS
+
+    def reshape(self, bottom, top):
+        _check_4d(bottom[0])
+        if top[0] is not bottom[0]:
+            top[0].reshape(bottom[0].shape)
+
+    def _scale(self, x: np.ndarray) -> np.ndarray:
+        sq = x * x
+        if self.across:
+            sq *= self.alpha / self.size
+            s = _channel_window_sum(sq, (self.size - 1) // 2)
+            s += self.k
+        else:
+            s = _box_sum(sq, self.size)
+            s *= self.alpha / (self.size * self.size)
+            s += 1.0
+        return s
+
+    def forward(self, bottom, top):
+        x = bottom[0].data
+        self.scale = self._scale(x)
+        self.scale_pow = _neg_pow(self.scale, self.beta)
+        np.multiply(x, self.scale_pow, out=top[0].data)
+
+    def backward(self, top, propagate_down, bottom):
+        if not propagate_down[0]:
+            return
+        x, y, dy = bottom[0].data, top[0].data, top[0].diff
+        ratio = dy * y
+        ratio /= self.scale
+        if self.across:
+            acc = _channel_window_sum(ratio, (self.size - 1) // 2)
+            coeff = 2.0 * self.alpha * self.beta / self.size
+        else:
+            acc = _box_sum(ratio, self.size)
+            coeff = 2.0 * self.alpha * self.beta / (self.size * self.size)
+        acc *= x
+        acc *= -coeff
+        acc += dy * self.scale_pow
+        bottom[0].diff[...] = acc

@@ -1,0 +1,179 @@
+"""``caffelite train``: train a net with a solver (Caffe's ``caffe train``).
+
+Caffe: tools/caffe.cpp (``train``), src/caffe/util/signal_handler.cpp.
+
+The log goes to stderr (and to ``--log FILE``) in glog's line format, so Caffe's log parsers
+(``tools/extra/parse_log.py``, ``caffelite plot-log``) read it unchanged.  Ctrl-C stops after the
+current iteration and, with the solver's default ``snapshot_after_train``, leaves a snapshot to
+``--snapshot`` from; SIGHUP snapshots and goes on (``--sigint_effect`` / ``--sighup_effect``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+
+from caffelite.errors import SolverError, UnsupportedError
+
+log = logging.getLogger("caffelite.tools")
+
+
+# --- shared by train / test / time -------------------------------------------------------------
+class GlogFormatter(logging.Formatter):
+    """``I1126 11:55:00.123456  4242 solver.py:123] message``: glog's prefix, as Caffe's logs have."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        t = time.localtime(record.created)
+        prefix = "%s%02d%02d %02d:%02d:%02d.%06d %5d %s:%d] " % (
+            record.levelname[:1], t.tm_mon, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec,
+            int((record.created % 1) * 1e6), record.process or 0, record.filename, record.lineno)
+        return prefix + record.getMessage()
+
+
+class ProgressBar:
+    """A one-line progress bar on a terminal, cleared before every log line."""
+
+    def __init__(self, stream, total: int, width: int = 30):
+        self.stream, self.total, self.width = stream, max(1, total), width
+        self.shown = False
+        self._last = 0.0
+
+    def update(self, done: int) -> None:
+        now = time.monotonic()
+        if self.shown and now - self._last < 0.1:  # at most ten redraws a second
+            return
+        self._last = now
+        filled = int(self.width * min(done, self.total) / self.total)
+        self.stream.write("\r[%s%s] %d/%d" % ("#" * filled, "." * (self.width - filled), done, self.total))
+        self.stream.flush()
+        self.shown = True
+
+    def clear(self) -> None:
+        if self.shown:
+            self.stream.write("\r\033[K")
+            self.shown = False
+
+
+class _BarAwareHandler(logging.StreamHandler):
+    bar: ProgressBar | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.bar is not None:
+            self.bar.clear()
+        super().emit(record)
+
+
+class ToolLogging:
+    """Context manager: caffelite's INFO log to stderr (and ``log_file``) while a tool runs."""
+
+    def __init__(self, log_file: str | None = None):
+        self.log_file = log_file
+        self.handlers: list[logging.Handler] = []
+        self.stderr_handler: _BarAwareHandler | None = None
+
+    def __enter__(self) -> ToolLogging:
+        logger = logging.getLogger("caffelite")
+        self._old_level = logger.level
+        logger.setLevel(logging.INFO)
+        self.stderr_handler = _BarAwareHandler(sys.stderr)
+        self.handlers.append(self.stderr_handler)
+        if self.log_file:
+            try:
+                self.handlers.append(logging.FileHandler(self.log_file, mode="w"))
+            except OSError as e:
+                raise SolverError("cannot write the log file %s: %s" % (os.path.abspath(self.log_file),
+                                                                         e.strerror), field="log") from None
+        for h in self.handlers:
+            h.setFormatter(GlogFormatter())
+            logger.addHandler(h)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        logger = logging.getLogger("caffelite")
+        for h in self.handlers:
+            logger.removeHandler(h)
+            h.close()
+        logger.setLevel(self._old_level)
+
+
+def stages_from(text: str | None) -> list[str]:
+    """Caffe's get_stages_from_flags: a comma-separated ``-stage`` list."""
+    return [s for s in (text or "").split(",") if s]
+
+
+def refuse_gpu(args) -> None:
+    if getattr(args, "gpu", None):
+        raise UnsupportedError("caffelite runs on the CPU only: -gpu %s is not supported (drop the flag; "
+                               "the same commands run on the CPU)" % args.gpu, field="gpu")
+
+
+def add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--gpu", metavar="IDS", help="not supported: caffelite runs on the CPU")
+    p.add_argument("--log", metavar="FILE", help="also write the log to FILE")
+
+
+# --- train -------------------------------------------------------------------------------------
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "train", help="train or finetune a model (caffe train)",
+        description="Train a net with a solver definition, as `caffe train` does. Caffe's single-dash "
+                    "spellings (-solver, -weights, -snapshot, ...) work too.")
+    p.add_argument("--solver", metavar="SOLVER", help="the solver definition protocol buffer text file")
+    p.add_argument("--weights", metavar="W1[,W2...]",
+                   help="pretrained .caffemodel(s) to finetune from (comma-separated); not with --snapshot")
+    p.add_argument("--snapshot", metavar="STATE", help="a .solverstate(.h5) to resume training from")
+    p.add_argument("--stage", default="", help="comma-separated NetState stages of the training net")
+    p.add_argument("--level", type=int, default=0, help="NetState level of the training net")
+    p.add_argument("--sigint_effect", "--sigint-effect", default="stop", choices=("stop", "snapshot", "none"),
+                   help="what Ctrl-C does: stop (default; the final snapshot is still written), snapshot, none")
+    p.add_argument("--sighup_effect", "--sighup-effect", default="snapshot",
+                   choices=("stop", "snapshot", "none"), help="what SIGHUP does (default: snapshot)")
+    p.add_argument("--iterations", type=int, metavar="N", help="train to iteration N instead of max_iter")
+    add_common(p)
+    return p
+
+
+def run(args) -> int:
+    from caffelite.proto import caffe_pb2
+    from caffelite.protoio import read_solver_param
+    from caffelite.solvers import SignalHandler, create_solver, snapshot_prefix_property
+
+    refuse_gpu(args)
+    if not args.solver:
+        raise SolverError("Need a solver definition to train. (give --solver FILE)", field="solver")
+    if args.snapshot and args.weights:
+        raise SolverError("Give a snapshot to resume training or weights to finetune but not both.",
+                          field="weights")
+    with ToolLogging(args.log) as logs:
+        param = read_solver_param(args.solver)
+        snapshot_prefix_property(param, args.solver)
+        param.train_state.level = args.level
+        param.train_state.stage.extend(stages_from(args.stage))
+        if args.iterations is not None:
+            param.max_iter = args.iterations
+        if param.solver_mode == caffe_pb2.SolverParameter.GPU and param.HasField("solver_mode"):
+            log.info("solver_mode: GPU ignored: caffelite runs on the CPU")
+        if args.snapshot:
+            del param.weights[:]
+        elif args.weights:
+            del param.weights[:]
+            param.weights.append(args.weights)
+        log.info("Use CPU.")
+        solver = create_solver(param, args.solver)
+        if sys.stderr.isatty() and param.max_iter - solver.iter >= 100:
+            bar = ProgressBar(sys.stderr, param.max_iter)
+            logs.stderr_handler.bar = bar
+            solver.add_callback(on_start=lambda: bar.update(solver.iter))
+        log.info("Starting Optimization")
+        with SignalHandler(args.sigint_effect, args.sighup_effect) as signals:
+            solver.set_action_function(signals.action)
+            if args.snapshot:
+                log.info("Resuming from %s", args.snapshot)
+            solver.solve(args.snapshot or None)
+        if logs.stderr_handler.bar is not None:
+            logs.stderr_handler.bar.clear()
+        log.info("Optimization Done.")
+    return 0
