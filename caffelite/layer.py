@@ -23,6 +23,15 @@ TRAIN = caffe_pb2.TRAIN
 TEST = caffe_pb2.TEST
 
 
+class BlobVec(list):
+    """A layer's parameter blobs: a list with pycaffe's ``add_blob(*shape)``."""
+
+    def add_blob(self, *shape) -> Blob:
+        blob = Blob(*shape)
+        self.append(blob)
+        return blob
+
+
 class Layer:
     """Base of every layer: Caffe's ``Layer<float>`` with pycaffe's hook names.
 
@@ -50,7 +59,7 @@ class Layer:
             param.type = type(self).type
         self.layer_param = param
         self.phase = param.phase
-        self.blobs: list[Blob] = []
+        self.blobs: list[Blob] = BlobVec()
         for bp in param.blobs:  # parameters given inline, as Caffe's Layer constructor reads them
             from caffelite.protoio import blob_from_proto
             self.blobs.append(blob_from_proto(bp))

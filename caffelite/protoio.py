@@ -44,6 +44,7 @@ def parse_text(text: str, message, source: str = "<string>"):
         prefix = "%s:%s : " % (line, column)
         if msg.startswith(prefix):
             msg = msg[len(prefix):]
+        msg = msg.replace('"caffelite.', '"caffe.')  # our package name is not part of the format
         raise ProtoError("cannot parse %s: %s" % (type(message).__name__, msg),
                          file=source, line=line, column=column) from None
     except (ValueError, TypeError) as e:  # e.g. out-of-range numbers protobuf reports otherwise

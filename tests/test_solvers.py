@@ -209,6 +209,19 @@ def test_hdf5_layout_is_caffes(tmp_path, monkeypatch):
     np.testing.assert_array_equal(net.params["ip1"][0].data, solver.net.params["ip1"][0].data)
 
 
+def test_hdf5_weights_of_another_shape_are_refused(tmp_path, monkeypatch):
+    pytest.importorskip("h5py")
+    monkeypatch.chdir(tmp_path)
+    _write_solver(tmp_path, 'base_lr: 0.01 lr_policy: "fixed"')
+    net = caffelite.Net("net.prototxt", caffelite.TEST)
+    net.save_hdf5("w.h5")
+    (tmp_path / "net.prototxt").write_text((tmp_path / "net.prototxt").read_text().replace(
+        "num_output: 10", "num_output: 7"))
+    other = caffelite.Net("net.prototxt", caffelite.TEST)
+    with pytest.raises(caffelite.WeightsError, match="shape mismatch. Source shape is 10 128"):
+        other.copy_from("w.h5")
+
+
 def test_hdf5_needs_h5py(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     _write_solver(tmp_path, 'base_lr: 0.01 lr_policy: "fixed" snapshot_format: HDF5')
@@ -311,6 +324,8 @@ def test_test_state_stages_pick_layers(tmp_path, monkeypatch):
     ('base_lr: 0.1 lr_policy: "fixed" regularization_type: "L3"', "Unknown regularization type: L3"),
     ('base_lr: 0.1 lr_policy: "fixed" test_iter: 1', "test_interval must be > 0"),
     ('base_lr: 0.1 lr_policy: "fixed" net_param { name: "x" }', "must not contain more than one"),
+    ('base_lr: 0.1 lr_policy: "fixed" snapshot: 5 snapshot_prefix: "no/such/dir/x"', "Cannot write to snapshot"),
+    ('base_lr: 0.1 lr_policy: "fixed" average_loss: 0', "average_loss should be non-negative"),
 ])
 def test_solver_param_errors(body, message, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -453,3 +468,22 @@ def test_cli_train_finetunes_from_weights(tiny, capsys):
 def test_cli_errors(tiny, capsys, argv, message):
     assert cli_main(argv) == 1
     assert message in capsys.readouterr().err
+
+
+def test_display_shows_the_loss_smoothed_over_average_loss(tmp_path, monkeypatch, caplog):
+    import logging
+    import re
+
+    monkeypatch.chdir(tmp_path)
+    _write_solver(tmp_path, 'base_lr: 0.05 lr_policy: "fixed" display: 1 average_loss: 3')
+    x, y = _digits()
+    solver = caffelite.get_solver("solver.prototxt")
+    losses = []
+    solver.add_callback(on_gradients_ready=lambda: losses.append(float(solver.net.blobs["loss"].data)))
+    caplog.set_level(logging.INFO, logger="caffelite")
+    _train(solver, x, y, 6)  # one step(1) per iteration: each call starts a fresh window, as in Caffe
+    solver.step(4)  # one call: the window slides over the last 3 losses
+    shown = [float(m.group(1)) for m in re.finditer(r"iters\), loss = (\S+)", caplog.text)]
+    assert shown[:6] == pytest.approx(losses[:6], rel=1e-5)
+    want = [np.mean(losses[6:7]), np.mean(losses[6:8]), np.mean(losses[6:9]), np.mean(losses[7:10])]
+    assert shown[6:] == pytest.approx(want, rel=1e-5)

@@ -78,6 +78,27 @@ def _check_batch_size(value: int, field: str) -> int:
 
 
 # --- Data (LMDB) -------------------------------------------------------------------------------
+_ENVS: dict[str, tuple[tuple, object]] = {}  # real path -> (file identity, open lmdb.Environment)
+
+
+def _lmdb_env(lmdb, path: str):
+    """One read-only environment per database and process: LMDB refuses a second open of the same
+    database in one process, and a train and a test net often read the same source."""
+    real = os.path.realpath(path)
+    data_file = os.path.join(real, "data.mdb") if os.path.isdir(real) else real
+    st = os.stat(data_file) if os.path.exists(data_file) else None
+    identity = (st.st_ino, st.st_size, st.st_mtime_ns) if st else None
+    cached = _ENVS.get(real)
+    if cached is not None:
+        if cached[0] == identity:
+            return cached[1]
+        cached[1].close()  # the database was rewritten since: reopen it
+        del _ENVS[real]
+    env = lmdb.open(path, readonly=True, lock=False, subdir=os.path.isdir(path), readahead=False)
+    _ENVS[real] = (identity, env)
+    return env
+
+
 class LMDBReader:
     """A read-only cursor over an LMDB of Datum records that wraps around at the end.
 
@@ -91,8 +112,7 @@ class LMDBReader:
             raise CaffeFileNotFoundError("Data source %s does not exist (an LMDB folder was expected)" % path,
                                          file=path)
         try:
-            self.env = lmdb.open(path, readonly=True, lock=False, subdir=os.path.isdir(path),
-                                 readahead=False, max_readers=1)
+            self.env = _lmdb_env(lmdb, path)
             self.txn = self.env.begin(buffers=False)
             self.cursor = self.txn.cursor()
             if not self.cursor.first():
@@ -118,9 +138,6 @@ class LMDBReader:
                 self.cursor.first()  # wrap around, as Caffe's DataLayer restarts the cursor
         except self._lmdb_error as e:
             raise FileFormatError("cannot read LMDB %s: %s" % (self.path, e), file=self.path) from None
-
-    def close(self) -> None:
-        self.env.close()
 
 
 def open_db(source: str, backend: int, layer_type: str = "Data") -> LMDBReader:

@@ -9,10 +9,10 @@ from __future__ import annotations
 import numpy as np
 
 from caffelite.blob import Blob
-from caffelite.errors import BackwardError, LabelError, LayerError, ShapeError
+from caffelite.errors import LabelError, LayerError, ShapeError
+from caffelite.layer import register_layer
 from caffelite.layers.common import outer_channels_inner, softmax
 from caffelite.layers.loss import LossLayer, get_normalizer, read_labels, resolved_normalization
-from caffelite.layer import register_layer
 from caffelite.proto import caffe_pb2
 from caffelite.protoio import read_blob_proto
 

@@ -13,8 +13,18 @@ from caffelite.blob import Blob
 from caffelite.common import set_device, set_mode_cpu, set_mode_gpu, set_random_seed
 from caffelite.layer import TEST, TRAIN, Layer, layer_type_list
 from caffelite.net import Net
+from caffelite.solvers import (
+    AdaDeltaSolver,
+    AdaGradSolver,
+    AdamSolver,
+    NesterovSolver,
+    RMSPropSolver,
+    SGDSolver,
+    get_solver,
+)
 
 __all__ = [
     "__version__", "Net", "Blob", "Layer", "TRAIN", "TEST", "layer_type_list",
     "set_mode_cpu", "set_mode_gpu", "set_device", "set_random_seed", "proto",
+    "get_solver", "SGDSolver", "NesterovSolver", "AdaGradSolver", "RMSPropSolver", "AdaDeltaSolver", "AdamSolver",
 ]

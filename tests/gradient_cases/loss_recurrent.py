@@ -64,7 +64,8 @@ CASES = [
              lambda r: [_away_from(r.normal(size=(4, 5)), (-1, 1)), _labels(r, 5, (4,))]),
     GradCase("contrastive", 'type: "ContrastiveLoss" contrastive_loss_param { margin: 2.0 }',
              lambda r: _contrastive(r, 2.0, False), options={"threshold": 1e-3}),  # Caffe's 1e-4 in d + 1e-4
-    GradCase("contrastive_legacy", 'type: "ContrastiveLoss" contrastive_loss_param { margin: 3.0 legacy_version: true }',
+    GradCase("contrastive_legacy",
+             'type: "ContrastiveLoss" contrastive_loss_param { margin: 3.0 legacy_version: true }',
              lambda r: _contrastive(r, 3.0, True)),
     GradCase("rnn", 'type: "RNN" recurrent_param { num_output: 3 %s }' % FILLERS,
              lambda r: [r.normal(size=(4, 2, 3)), _cont(4, 2, ((0, None), (2, 1)))]),

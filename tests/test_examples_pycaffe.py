@@ -1,0 +1,101 @@
+"""The pycaffe classification example runs, and ``caffelite run-pycaffe`` runs `import caffe` scripts."""
+
+from __future__ import annotations
+
+import os
+import runpy
+import sys
+
+import numpy as np
+import pytest
+
+from caffelite import cli
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture()
+def restore_caffe_alias():
+    """Leave ``sys.modules['caffe']`` as we found it."""
+    saved = {name: mod for name, mod in sys.modules.items() if name == "caffe" or name.startswith("caffe.")}
+    yield
+    for name in [n for n in sys.modules if n == "caffe" or n.startswith("caffe.")]:
+        del sys.modules[name]
+    sys.modules.update(saved)
+
+
+def test_pycaffe_classify_example(capsys, restore_caffe_alias):
+    pytest.importorskip("PIL")
+    main = runpy.run_path(os.path.join(ROOT, "examples", "pycaffe_classify", "classify.py"))["main"]
+    result = main(["--iters", "300", "--images", "3"])
+    assert result["accuracy"] >= 0.9
+    assert len(result["results"]) == 3
+    for r in result["results"]:
+        assert len(r["top5"]) == 5 and len(set(r["top5"])) == 5
+    out = capsys.readouterr().out
+    assert "accuracy on 400 held-out digits" in out and "top-5:" in out
+
+
+SCRIPT = """
+import sys
+import numpy as np
+import caffe
+import mylayer
+
+net_file = sys.argv[1]
+net = caffe.Net(net_file, caffe.TEST)
+out = net.forward(data=np.full((2, 3), float(sys.argv[2]), dtype=np.float32))
+print("RESULT", out["doubled"].sum(), caffe.__name__, mylayer.caffe is caffe)
+sys.exit(int(sys.argv[3]))
+"""
+
+LAYER = """
+import caffe
+
+class Double(caffe.Layer):
+    def setup(self, bottom, top):
+        pass
+
+    def reshape(self, bottom, top):
+        top[0].reshape(*bottom[0].data.shape)
+
+    def forward(self, bottom, top):
+        top[0].data[...] = 2 * bottom[0].data
+
+    def backward(self, top, propagate_down, bottom):
+        bottom[0].diff[...] = 2 * top[0].diff
+"""
+
+NET = """name: 'py'
+layer { name: 'data' type: 'Input' top: 'data' input_param { shape { dim: 2 dim: 3 } } }
+layer { name: 'double' type: 'Python' bottom: 'data' top: 'doubled'
+  python_param { module: 'mylayer' layer: 'Double' } }
+"""
+
+
+def test_run_pycaffe_runs_an_import_caffe_script(tmp_path, capsys, restore_caffe_alias):
+    import caffelite
+
+    if "Python" not in caffelite.layer_type_list():
+        pytest.skip("the Python layer is not registered yet")
+    (tmp_path / "script.py").write_text(SCRIPT)
+    (tmp_path / "mylayer.py").write_text(LAYER)
+    (tmp_path / "net.prototxt").write_text(NET)
+    sys.modules.pop("mylayer", None)
+    argv_before, path_before = sys.argv[:], sys.path[:]
+    # arguments after the script pass through untouched (no -flag rewriting), and its exit code comes back
+    rc = cli.main(["run-pycaffe", str(tmp_path / "script.py"), str(tmp_path / "net.prototxt"), "-1.5", "4"])
+    sys.modules.pop("mylayer", None)
+    assert rc == 4
+    assert sys.argv == argv_before and sys.path == path_before
+    out = capsys.readouterr().out
+    np.testing.assert_allclose(float(out.split("RESULT")[1].split()[0]), 2 * -1.5 * 6)
+    assert "caffelite.pycaffe True" in out
+
+
+def test_run_pycaffe_reports_script_errors(tmp_path, capsys, restore_caffe_alias):
+    (tmp_path / "bad.py").write_text("import caffe\nraise RuntimeError('boom')\n")
+    assert cli.main(["run-pycaffe", str(tmp_path / "bad.py")]) == 1
+    assert "RuntimeError: boom" in capsys.readouterr().err
+    assert cli.main(["run-pycaffe", str(tmp_path / "missing.py")]) == 1
+    assert "script not found" in capsys.readouterr().err
