@@ -256,6 +256,8 @@ class Net:
             except CaffeliteError as e:
                 raise _context(e, lp, source) from e.__cause__
             except (ValueError, IndexError, KeyError, TypeError, ZeroDivisionError, AttributeError) as e:
+                if not type(layer).__module__.startswith("caffelite."):
+                    raise  # a user's Python layer: its own exception type, as in pycaffe
                 raise LayerError("setup failed: %s: %s" % (type(e).__name__, e), file=source, layer=lp.name,
                                  layer_type=lp.type) from e
             for top_id, blob_id in enumerate(tops):
@@ -304,7 +306,7 @@ class Net:
         return len(lp.propagate_down) > bottom_id and lp.propagate_down[bottom_id]
 
     def _check_explicit_propagate_down(self) -> None:
-        for layer_id, layer in enumerate(self.layers):
+        for layer in self.layers:
             lp = layer.layer_param
             for bottom_id in range(len(lp.propagate_down)):
                 if lp.propagate_down[bottom_id] and not layer.allow_force_backward(bottom_id):

@@ -120,7 +120,6 @@ def test_uninstall_removes_the_alias(alias_state):
     ("no_such_module_xyz", "L", "cannot import module 'no_such_module_xyz'", ModuleNotFoundError),
     ("pyloss", "NoSuchClass", "module 'pyloss' .* has no class 'NoSuchClass'", None),
     ("pyloss", "NotALayer", "'NotALayer' is not a subclass of caffe.Layer", None),
-    ("pyloss", "FailingSetup", "setup failed: RuntimeError: this layer refuses to set up", RuntimeError),
 ])
 def test_errors_name_the_layer_module_and_class(tmp_path, monkeypatch, alias_state, module, layer, message, cause):
     monkeypatch.syspath_prepend(PYLAYERS)
@@ -131,6 +130,15 @@ def test_errors_name_the_layer_module_and_class(tmp_path, monkeypatch, alias_sta
     assert err.value.layer == "loss"
     if cause is not None:
         assert isinstance(err.value.__cause__, cause)
+
+
+def test_user_exception_in_setup_keeps_its_type_and_names_the_layer(tmp_path, monkeypatch, alias_state):
+    """As in pycaffe, a RuntimeError raised by the user's setup reaches the caller as RuntimeError."""
+    monkeypatch.syspath_prepend(PYLAYERS)
+    with pytest.raises(RuntimeError, match="this layer refuses to set up") as err:
+        caffelite.Net(write_net(tmp_path, "pyloss", "FailingSetup"), caffelite.TEST)
+    assert any("Python layer 'loss' (module 'pyloss', layer 'FailingSetup')" in note
+               for note in getattr(err.value, "__notes__", []))
 
 
 def test_python_layer_with_learnable_blob(tmp_path, monkeypatch, alias_state):

@@ -7,16 +7,8 @@ from __future__ import annotations
 
 import importlib
 
-from caffelite.blob import Blob
 from caffelite.errors import CaffeliteError, LayerError
-from caffelite.layer import Layer, register_layer
-
-
-class BlobVec(list):
-    """pycaffe's ``layer.blobs``: a list of Blobs that also offers ``add_blob(*shape)``."""
-
-    def add_blob(self, *shape) -> None:
-        self.append(Blob(shape))
+from caffelite.layer import BlobVec, Layer, register_layer
 
 
 @register_layer
@@ -69,8 +61,10 @@ class PythonLayer(Layer):
                              field="python_param.layer")
         try:
             layer = user_class(layer_param)
-        except Exception as e:
-            raise LayerError("%s: creating the layer failed: %s: %s" % (where, type(e).__name__, e)) from e
+        except Exception as e:  # the user's own error keeps its type (pycaffe scripts catch it)
+            e.add_note("while creating %s" % where)
+            raise
+        layer.type = "Python"  # what pycaffe reports for any Python layer
         layer.param_str = p.param_str
         layer.phase = layer_param.phase
         if type(layer.blobs) is list:
@@ -80,7 +74,8 @@ class PythonLayer(Layer):
 
 
 def _guarded_setup(layer: Layer, where: str):
-    """The layer's run_setup, turning an exception from user code into a LayerError naming it."""
+    """The layer's run_setup; an exception from user code keeps its type (as in pycaffe, where a
+    RuntimeError raised in setup reaches the caller as RuntimeError) and gains a note naming the layer."""
     run_setup = layer.run_setup
 
     def run(bottom, top):
@@ -89,6 +84,7 @@ def _guarded_setup(layer: Layer, where: str):
         except CaffeliteError:
             raise
         except Exception as e:
-            raise LayerError("%s: setup failed: %s: %s" % (where, type(e).__name__, e)) from e
+            e.add_note("in setup of %s" % where)
+            raise
 
     return run
