@@ -7,7 +7,9 @@ PyTorch, when installed, runs the same layers with the same weights in the same 
 caffelite's median time over PyTorch's (< 1: caffelite is faster).  Also reported: peak traced
 memory of one build + iteration, and the time to build ResNet-152 from its prototxt.
 
-Run: ``python -m benchmarks.nets`` (or ``make bench``).
+Run: ``python -m benchmarks.nets`` (or ``make bench``); ``python -m benchmarks.nets --profile [NET...]``
+prints caffelite's time per layer.  Both libraries use their default thread counts (set
+``OPENBLAS_NUM_THREADS`` and ``OMP_NUM_THREADS`` to compare single-threaded).
 """
 
 from __future__ import annotations
@@ -43,13 +45,24 @@ def corpus_path(rel: str) -> str:
 
 
 def build(rel: str, batch: int) -> caffelite.Net:
-    """The corpus net in TRAIN phase with force_backward and its Input layers' batch set to ``batch``."""
+    """The corpus net in TRAIN phase, Input batch set to ``batch``, and a loss on each output.
+
+    The loss is :math:`\tfrac12 \sum y^2` (a Reduction SUMSQ layer with coefficient 0.5), so backward
+    runs as in training: parameter gradients everywhere, no gradient for the input data.
+    """
     param = read_net_param(corpus_path(rel))
-    param.force_backward = True
+    tops, bottoms = [], set()
     for layer in param.layer:
         if layer.type == "Input":
             for shape in layer.input_param.shape:
                 shape.dim[0] = batch
+        bottoms.update(layer.bottom)
+        tops.extend(t for t in layer.top if t not in tops)
+    for out in [t for t in tops if t not in bottoms]:
+        loss = param.layer.add(name="bench_loss_" + out, type="Reduction", bottom=[out], top=["bench_loss_" + out])
+        loss.reduction_param.operation = caffelite.proto.caffe_pb2.ReductionParameter.SUMSQ
+        loss.reduction_param.coeff = 0.5
+        loss.loss_weight.append(1.0)
     return caffelite.Net(param, caffelite.TRAIN)
 
 
@@ -67,13 +80,10 @@ def _median_time(step, iters: int, warmup: int = 2) -> float:
 def caffelite_step(net: caffelite.Net, rng: np.random.Generator):
     for name in net.inputs:
         net.blobs[name].data[...] = rng.standard_normal(net.blobs[name].shape)
-    top_diffs = {name: rng.standard_normal(net.blobs[name].shape).astype(np.float32) for name in net.outputs}
 
     def step():
         net.clear_param_diffs()
         net.forward()
-        for name, d in top_diffs.items():
-            net.blobs[name].diff[...] = d
         net.backward()
     return step
 
@@ -115,11 +125,12 @@ def torch_step(net: caffelite.Net, rng: np.random.Generator):
             op = (lambda x, r=lp.dropout_param.dropout_ratio: F.dropout(x, r, training=True))
         elif t == "Softmax":
             op = (lambda x: F.softmax(x, 1))
+        elif t == "Reduction":
+            op = (lambda x, c=lp.reduction_param.coeff: c * (x * x).sum())
         else:
             return None
         ops.append((op, net.bottom_names[name], net.top_names[name]))
     inputs = {n: torch.tensor(net.blobs[n].data) for n in net.inputs}
-    top_diffs = {n: torch.tensor(rng.standard_normal(net.blobs[n].shape).astype(np.float32)) for n in net.outputs}
     flat = [p for ps in params.values() for p in ps]
 
     def step():
@@ -132,8 +143,7 @@ def torch_step(net: caffelite.Net, rng: np.random.Generator):
             out = op(*[blobs[b] for b in bottoms])
             for top in tops:
                 blobs[top] = out
-        outs = [blobs[n] for n in top_diffs]
-        torch.autograd.backward(outs, list(top_diffs.values()))
+        sum(blobs[n] for n in net.outputs).backward()
 
     with torch.no_grad():  # the architectures must agree
         blobs = dict(inputs)
@@ -142,11 +152,30 @@ def torch_step(net: caffelite.Net, rng: np.random.Generator):
                 out = op(*[blobs[b] for b in bottoms])
                 for top in tops:
                     blobs[top] = out
-        for n in net.outputs:
+        for n in blobs:
             if tuple(blobs[n].shape) != net.blobs[n].shape:
-                raise AssertionError("torch output %s has shape %s, caffelite %s"
+                raise AssertionError("torch blob %s has shape %s, caffelite %s"
                                      % (n, tuple(blobs[n].shape), net.blobs[n].shape))
     return step
+
+
+def profile(name: str, iters: int = 5) -> list[tuple[str, str, float, float]]:
+    """Per layer of net ``name``: (layer, type, forward ms, backward ms), the minimum over ``iters`` runs."""
+    _, rel, batch, _ = next(n for n in NETS if n[0] == name)
+    net = build(rel, batch)
+    caffelite_step(net, np.random.default_rng(0))()
+    rows = []
+    for lname, layer in zip(net._layer_names, net.layers):
+        fwd, bwd = [], []
+        for _ in range(iters):
+            t0 = time.perf_counter()
+            net.forward(start=lname, end=lname)
+            t1 = time.perf_counter()
+            net.backward(start=lname, end=lname)
+            bwd.append(time.perf_counter() - t1)
+            fwd.append(t1 - t0)
+        rows.append((lname, layer.layer_type(), min(fwd) * 1e3, min(bwd) * 1e3))
+    return rows
 
 
 def peak_memory(rel: str, batch: int) -> float:
@@ -187,7 +216,17 @@ def run(iters: int = 10) -> list[dict]:
     return rows
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    import sys
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "--profile":
+        for name in argv[1:] or [n[0] for n in NETS]:
+            print("%s (ms, min of 5)" % name)
+            rows = profile(name)
+            for lname, t, f, b in rows:
+                print("  %-22s %-14s fwd %8.2f  bwd %8.2f" % (lname, t, f, b))
+            print("  %-37s fwd %8.2f  bwd %8.2f" % ("total", sum(r[2] for r in rows), sum(r[3] for r in rows)))
+        return
     rows = run()
     print("%-14s %5s %14s %10s %7s %7s %10s" % ("net", "batch", "caffelite ms", "torch ms", "ratio", "target",
                                                 "peak MiB"))

@@ -16,9 +16,11 @@ at the phase for mirroring).  Random draws come from :func:`caffelite.common.rng
 
 Images are held as Caffe holds OpenCV images: uint8, channels in **BGR** order.  Loading uses
 Pillow (optional extra ``image``); resizing is our NumPy port of OpenCV's default ``INTER_LINEAR``
-fixed-point bilinear filter (including its switch to area averaging for exact 2x shrinking), so
-pixels agree with Caffe's to within 1 grey level; the greyscale conversion uses OpenCV's
-BT.601 integer weights.  Decoders may differ slightly from OpenCV's for lossy formats (JPEG).
+fixed-point bilinear filter (including its switch to area averaging for exact 2x shrinking),
+which should match OpenCV to within one grey level (OpenCV's SIMD and scalar paths round
+differently); Pillow's own bilinear resize would not (it filters over a wider support when
+shrinking).  The greyscale conversion uses OpenCV's BT.601 integer weights.  Decoders may
+differ slightly from OpenCV's for lossy formats (JPEG).
 """
 
 from __future__ import annotations

@@ -427,7 +427,7 @@ def window_setup(tmp_path, monkeypatch):
     rgb = np.random.default_rng(6).integers(0, 256, size=(20, 24, 3)).astype(np.uint8)
     save_rgb(tmp_path / "scene.png", rgb)
     # image 0: one foreground window (label 2, overlap 0.9), one background (overlap 0.1),
-    # one in between (dropped)
+    # one in between (dropped when bg_threshold < 0.4)
     (tmp_path / "windows.txt").write_text("# 0\nscene.png\n3\n20\n24\n3\n"
                                           "2 0.9 4 2 11 13\n5 0.1 10 6 21 17\n1 0.4 0 0 5 5\n")
     return rgb[..., ::-1].transpose(2, 0, 1)
@@ -439,7 +439,7 @@ WINDOW = ('layer { name: "w" type: "WindowData" top: "data" top: "label" window_
 
 def test_window_data_warps_bg_then_fg_windows(tmp_path, monkeypatch):
     bgr = window_setup(tmp_path, monkeypatch)
-    net = make_net(tmp_path, WINDOW % ("", "mean_value: 100"))
+    net = make_net(tmp_path, WINDOW % ("bg_threshold: 0.3", "mean_value: 100"))
     net.forward()
     np.testing.assert_array_equal(net.blobs["label"].data, [0, 2])  # background first, then foreground
     bg = resize_bilinear(bgr[:, 6:18, 10:22], 8, 8).astype(np.float32)
@@ -473,3 +473,23 @@ def test_window_file_errors(tmp_path, monkeypatch):
         net.forward()
     with pytest.raises(LayerError, match="crop_size > 0"):
         make_net(tmp_path, WINDOW.replace("crop_size: 8", "") % ("", ""))
+
+
+def test_two_nets_and_the_user_can_read_one_lmdb_at_once(tmp_path, monkeypatch, images):
+    """LMDB refuses a second open of a database in one process: readers open it only per read."""
+    x, y = images
+    monkeypatch.chdir(tmp_path)
+    make_lmdb(tmp_path, x, y)
+    train = make_net(tmp_path, data_layer(), caffelite.TRAIN)
+    test = make_net(tmp_path, data_layer(), caffelite.TEST, name="test.prototxt")
+    train.forward()
+    env = lmdb.open("db", readonly=True, lock=False)  # the user's own reader, while the nets exist
+    with env.begin() as txn:
+        assert txn.stat()["entries"] == 5
+    with pytest.raises(FileFormatError, match="close that one first"):
+        test.forward()  # ... but not while it is open: py-lmdb's rule
+    env.close()
+    test.forward()
+    train.forward()
+    np.testing.assert_array_equal(train.blobs["label"].data, y[[2, 3]])
+    np.testing.assert_array_equal(test.blobs["label"].data, y[[0, 1]])

@@ -236,3 +236,15 @@ def test_lstm_unit_shape_errors():
         forward('type: "LSTMUnit"', np.ones((1, 2, 3)), np.ones((1, 2, 8)), np.ones((1, 2)), num_top=2)
     with pytest.raises(ShapeError, match="LSTMUnit bottom\\[2\\] must be 1 x N"):
         forward('type: "LSTMUnit"', np.ones((1, 2, 3)), np.ones((1, 2, 12)), np.ones((1, 3)), num_top=2)
+
+
+def test_recurrent_input_size_must_fit_the_weights():
+    layer, bottom, top = setup('type: "LSTM" recurrent_param { num_output: 2 }', np.ones((2, 1, 3)), np.ones((2, 1)),
+                               np.ones((1, 4)))
+    bottom[0].reshape(2, 1, 5)
+    with pytest.raises(ShapeError, match="Input size incompatible with inner product parameters: x needs"):
+        layer.run_forward(bottom, top)
+    bottom[0].reshape(2, 1, 3)
+    bottom[2].reshape(2, 4)
+    with pytest.raises(ShapeError, match="x_static needs N = 1"):
+        layer.run_forward(bottom, top)

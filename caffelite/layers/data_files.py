@@ -78,69 +78,62 @@ def _check_batch_size(value: int, field: str) -> int:
 
 
 # --- Data (LMDB) -------------------------------------------------------------------------------
-_ENVS: dict[str, tuple[tuple, object]] = {}  # real path -> (file identity, open lmdb.Environment)
-
-
-def _lmdb_env(lmdb, path: str):
-    """One read-only environment per database and process: LMDB refuses a second open of the same
-    database in one process, and a train and a test net often read the same source."""
-    real = os.path.realpath(path)
-    data_file = os.path.join(real, "data.mdb") if os.path.isdir(real) else real
-    st = os.stat(data_file) if os.path.exists(data_file) else None
-    identity = (st.st_ino, st.st_size, st.st_mtime_ns) if st else None
-    cached = _ENVS.get(real)
-    if cached is not None:
-        if cached[0] == identity:
-            return cached[1]
-        cached[1].close()  # the database was rewritten since: reopen it
-        del _ENVS[real]
-    env = lmdb.open(path, readonly=True, lock=False, subdir=os.path.isdir(path), readahead=False)
-    _ENVS[real] = (identity, env)
-    return env
-
-
 class LMDBReader:
     """A read-only cursor over an LMDB of Datum records that wraps around at the end.
 
-    Opened with ``lock=False``, so a database in a read-only folder can be read.
+    The database is opened read-only with ``lock=False`` (so one in a read-only folder can be
+    read) and only for the time of each read: LMDB refuses to open a database twice in one
+    process, and a train and a test net, or the user's own code, may read the same source.
+    The position between reads is the next record's key.
     """
 
     def __init__(self, path: str):
-        lmdb = import_optional("lmdb", "lmdb", "Reading LMDB databases")
+        self.lmdb = import_optional("lmdb", "lmdb", "Reading LMDB databases")
         self.path = path
         if not os.path.exists(path):
             raise CaffeFileNotFoundError("Data source %s does not exist (an LMDB folder was expected)" % path,
                                          file=path)
+        self.key: bytes | None = None
+        if not self.read(1, advance=False):
+            raise FileFormatError("Data source %s is an empty LMDB (no records)" % path, file=self.path)
+
+    def read(self, n: int, advance: bool = True) -> list[bytes]:
+        """The next ``n`` record values (wrapping around); ``advance=False`` only peeks."""
+        lmdb = self.lmdb
         try:
-            self.env = _lmdb_env(lmdb, path)
-            self.txn = self.env.begin(buffers=False)
-            self.cursor = self.txn.cursor()
-            if not self.cursor.first():
-                raise FileFormatError("Data source %s is an empty LMDB (no records)" % path, file=path)
+            env = lmdb.open(self.path, readonly=True, lock=False, subdir=os.path.isdir(self.path),
+                            readahead=False, max_readers=1)
         except lmdb.Error as e:
-            raise FileFormatError("cannot read LMDB %s: %s (truncated or not an LMDB?)" % (path, e),
-                                  file=path) from None
-        self._lmdb_error = lmdb.Error
+            if "already open" in str(e):
+                raise FileFormatError("cannot read LMDB %s: another lmdb.Environment of this process has it "
+                                      "open (py-lmdb allows one at a time): close that one first"
+                                      % self.path, file=self.path) from None
+            raise FileFormatError("cannot read LMDB %s: %s (truncated or not an LMDB?)" % (self.path, e),
+                                  file=self.path) from None
+        try:
+            with env.begin() as txn:
+                cursor = txn.cursor()
+                if not (self.key is not None and cursor.set_range(self.key)) and not cursor.first():
+                    return []
+                values = []
+                for _ in range(n):
+                    values.append(cursor.value())
+                    if not cursor.next():
+                        cursor.first()  # wrap around, as Caffe's DataLayer restarts its cursor
+                if advance:
+                    self.key = cursor.key()
+                return values
+        except lmdb.Error as e:
+            raise FileFormatError("cannot read LMDB %s: %s" % (self.path, e), file=self.path) from None
+        finally:
+            env.close()
 
     def skip(self, n: int) -> None:
-        for _ in range(n):
-            self.next()
-
-    def value(self) -> bytes:
-        try:
-            return self.cursor.value()
-        except self._lmdb_error as e:
-            raise FileFormatError("cannot read LMDB %s: %s" % (self.path, e), file=self.path) from None
-
-    def next(self) -> None:
-        try:
-            if not self.cursor.next():
-                self.cursor.first()  # wrap around, as Caffe's DataLayer restarts the cursor
-        except self._lmdb_error as e:
-            raise FileFormatError("cannot read LMDB %s: %s" % (self.path, e), file=self.path) from None
+        if n:
+            self.read(n)
 
 
-def open_db(source: str, backend: int, layer_type: str = "Data") -> LMDBReader:
+def open_db(source: str, backend: int) -> LMDBReader:
     """Open a Data layer's source: LMDB only; LevelDB is refused with a way out."""
     if backend == caffe_pb2.DataParameter.LEVELDB:
         hint = ""
@@ -174,15 +167,14 @@ class DataLayer(_DataLayerBase):
         self.reader = open_db(p.source, p.backend)
         if p.rand_skip:
             self.reader.skip(int(rng().integers(p.rand_skip)))
-        first = self._read()
+        first = self._parse(self.reader.read(1, advance=False)[0])
         item_shape = self.transformer.infer_shape(self._item(first).shape)
         top[0].reshape((self.batch_size,) + item_shape)
         if self.output_labels:
             top[1].reshape(self.batch_size)
 
-    def _read(self):
+    def _parse(self, raw: bytes):
         datum = caffe_pb2.Datum()
-        raw = self.reader.value()
         try:
             datum.ParseFromString(raw)
         except Exception as e:  # protobuf's DecodeError
@@ -195,8 +187,8 @@ class DataLayer(_DataLayerBase):
         return datum_to_array(datum, t.force_color, t.force_gray, self.reader.path)
 
     def forward(self, bottom, top):
-        for i in range(self.batch_size):
-            datum = self._read()
+        for i, raw in enumerate(self.reader.read(self.batch_size)):
+            datum = self._parse(raw)
             item = self._item(datum)
             if i == 0:  # shape the batch by its first record (items of varying size need batch 1)
                 top[0].reshape((self.batch_size,) + self.transformer.infer_shape(item.shape))
@@ -205,7 +197,6 @@ class DataLayer(_DataLayerBase):
             self.transformer.transform(item, top[0].data[i])
             if self.output_labels:
                 top[1].data[i] = datum.label
-            self.reader.next()
 
 
 # --- MemoryData --------------------------------------------------------------------------------

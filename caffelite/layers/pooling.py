@@ -105,7 +105,7 @@ class Pool2d:
     def __init__(self, method, kernel, stride, pad, ceil_mode=True, global_pooling=False):
         self.method, self.kernel, self.stride, self.pad = method, tuple(kernel), tuple(stride), tuple(pad)
         self.ceil_mode, self.global_pooling = ceil_mode, global_pooling
-        self.idx = None
+        self.idx = self.tap = None
 
     def out_shape(self, in_shape) -> tuple[int, int]:
         out = tuple(pooled_size(i, k, s, p, self.ceil_mode)
@@ -143,52 +143,67 @@ class Pool2d:
             return self._stochastic_train(x, out_shape) if train else self._stochastic_test(x, out_shape)
         raise LayerError("Unknown pooling method %d." % self.method, field="pooling_param.pool")
 
+    def _taps(self, a: np.ndarray, out_shape, lead, fill: float):
+        """The strided view of every kernel tap (row-major) over ``a`` padded with ``fill``."""
+        (kh, kw), (sh, sw), (oh, ow) = self.kernel, self.stride, out_shape
+        ap = _pad_to(a, lead, (oh - 1) * sh + kh, (ow - 1) * sw + kw, fill)
+        return [ap[:, :, i:i + (oh - 1) * sh + 1:sh, j:j + (ow - 1) * sw + 1:sw] for i, j in np.ndindex(kh, kw)]
+
+    def _tap_dtype(self):
+        return np.int8 if self.kernel[0] * self.kernel[1] < 128 else np.int32
+
     def _max(self, x, out_shape):
         n, c, h, w = x.shape
-        (kh, kw), (sh, sw), (oh, ow), (ph, pw) = self.kernel, self.stride, out_shape, self.pad
+        self.tap = None
         if self._whole_image((h, w), out_shape):
             flat = x.reshape(n, c, h * w)
             self.idx = flat.argmax(axis=2).reshape(n, c, 1, 1)
             return flat.max(axis=2).reshape(n, c, 1, 1)
         # Caffe starts from -FLT_MAX and keeps the first strict maximum in row-major window order; -inf padding
-        # never wins, so the clipped windows come out the same.
-        xp = _pad_to(x, (ph, pw), (oh - 1) * sh + kh, (ow - 1) * sw + kw, -np.inf)
-        best = np.full((n, c, oh, ow), np.finfo(x.dtype).min, x.dtype)
-        tap = np.full((n, c, oh, ow), -1, np.int32)
-        hit = np.empty((n, c, oh, ow), bool)
-        for t, (i, j) in enumerate(np.ndindex(kh, kw)):
-            v = xp[:, :, i:i + (oh - 1) * sh + 1:sh, j:j + (ow - 1) * sw + 1:sw]
+        # never wins, so the clipped windows come out the same.  Branch-free updates: masked copies are slow.
+        best = np.full((n, c) + out_shape, np.finfo(x.dtype).min, x.dtype)
+        tap = np.zeros(best.shape, self._tap_dtype())
+        hit = np.empty(best.shape, bool)
+        step = np.empty(best.shape, tap.dtype)
+        for t, v in enumerate(self._taps(x, out_shape, self.pad, -np.inf)):
             np.greater(v, best, out=hit)
-            np.copyto(best, v, where=hit)
-            np.copyto(tap, t, where=hit)
-        # tap -> pixel index h * W + w within the plane
-        row = (np.arange(oh) * sh - ph)[:, None] + tap // kw
-        col = (np.arange(ow) * sw - pw)[None, :] + tap % kw
-        self.idx = np.where(tap >= 0, row * w + col, -1)
+            np.maximum(best, v, out=best)
+            np.subtract(t, tap, out=step)  # tap <- t where hit
+            step *= hit
+            tap += step
+        self.tap, self.idx = tap, None
         return best
 
+    def argmax_index(self) -> np.ndarray:
+        """MAX/STOCHASTIC: each output's chosen pixel as its index h·W + w in the plane (Caffe's mask)."""
+        if self.idx is None:
+            kw, (sh, sw), (oh, ow) = self.kernel[1], self.stride, self.out
+            ph, pw = self.pad if self.method == _P.MAX else (0, 0)
+            tap = self.tap.astype(np.int64)
+            row = (np.arange(oh) * sh - ph)[:, None] + tap // kw
+            col = (np.arange(ow) * sw - pw)[None, :] + tap % kw
+            self.idx = row * self.in_shape[3] + col
+        return self.idx
+
     def _stochastic_train(self, x, out_shape):
-        n, c, h, w = x.shape
-        (kh, kw), (sh, sw), (oh, ow) = self.kernel, self.stride, out_shape
-        xp = _pad_to(x, (0, 0), (oh - 1) * sh + kh, (ow - 1) * sw + kw, 0.0)
-        taps = [xp[:, :, i:i + (oh - 1) * sh + 1:sh, j:j + (ow - 1) * sw + 1:sw] for i, j in np.ndindex(kh, kw)]
-        total = np.zeros((n, c, oh, ow), x.dtype)
+        taps = self._taps(x, out_shape, (0, 0), 0.0)
+        total = np.zeros((x.shape[0], x.shape[1]) + out_shape, x.dtype)
         for v in taps:
             total += v
         thres = (rng().random(total.shape) * total).astype(x.dtype)
         cum = np.zeros_like(total)
-        tap = np.full(total.shape, -1, np.int32)
+        tap = np.zeros(total.shape, self._tap_dtype())
         out = np.zeros_like(total)
         hit = np.empty(total.shape, bool)
+        found = np.zeros(total.shape, bool)
         for t, v in enumerate(taps):  # the first tap whose running sum reaches u * total
             cum += v
             np.greater_equal(cum, thres, out=hit)
-            hit &= tap < 0
-            np.copyto(tap, t, where=hit)
-            np.copyto(out, v, where=hit)
-        row = (np.arange(oh) * sh)[:, None] + tap // kw
-        col = (np.arange(ow) * sw)[None, :] + tap % kw
-        self.idx = np.where(tap >= 0, row * w + col, -1)
+            hit &= ~found
+            found |= hit
+            tap += hit * tap.dtype.type(t)
+            out += v * hit
+        self.tap, self.idx = tap, None
         return out
 
     def _stochastic_test(self, x, out_shape):
@@ -211,8 +226,23 @@ class Pool2d:
             a = dy / self.den
             return (2 * self.x * _window_scatter(a, self.kernel, self.stride, (h, w), (0, 0))
                     - _window_scatter(a * self.y, self.kernel, self.stride, (h, w), (0, 0)))
-        overlap = any(k > s for k, s in zip(self.kernel, self.stride))
-        return _scatter_to_index(dy, self.idx if idx is None else idx, self.in_shape, overlap)
+        if idx is not None or self.tap is None:  # Caffe's mask top, or the whole-image argmax
+            overlap = any(k > s for k, s in zip(self.kernel, self.stride))
+            return _scatter_to_index(dy, self.argmax_index() if idx is None else idx, self.in_shape, overlap)
+        # route each output's gradient to its chosen tap: one strided add per tap
+        (kh, kw), (sh, sw), (oh, ow) = self.kernel, self.stride, self.out
+        ph, pw = self.pad if self.method == _P.MAX else (0, 0)
+        acc = np.zeros((n, c, max((oh - 1) * sh + kh, ph + h), max((ow - 1) * sw + kw, pw + w)), dy.dtype)
+        sel = np.empty(dy.shape, bool)
+        disjoint = kh <= sh and kw <= sw  # each pixel in one window at most: assign, no add
+        for t, (i, j) in enumerate(np.ndindex(kh, kw)):
+            np.equal(self.tap, t, out=sel)
+            view = acc[:, :, i:i + (oh - 1) * sh + 1:sh, j:j + (ow - 1) * sw + 1:sw]
+            if disjoint:
+                np.multiply(dy, sel, out=view)
+            else:
+                view += dy * sel
+        return acc[:, :, ph:ph + h, pw:pw + w]
 
 
 def pooling_setup(p, layer_type: str = "Pooling") -> tuple:
@@ -303,7 +333,7 @@ class PoolingLayer(Layer):
     def forward(self, bottom, top):
         top[0].data[...] = self.pool.forward(bottom[0].data, self.phase == TRAIN)
         if len(top) > 1:
-            top[1].data[...] = self.pool.idx
+            top[1].data[...] = self.pool.argmax_index()
 
     def backward(self, top, propagate_down, bottom):
         if not propagate_down[0]:

@@ -117,6 +117,13 @@ class RecurrentLayer(Layer):
         if bottom[0].shape[0] != self.T:
             raise ShapeError("input number of timesteps changed (from %d to %d)" % (self.T, bottom[0].shape[0]))
         self.N = bottom[0].shape[1]
+        inputs = [("x", bottom[0], 2, 0)] + ([("x_static", bottom[2], 1, 2)] if self.static_input else [])
+        for name, blob, axis, param in inputs:  # what the unrolled net's InnerProduct layers would check
+            size = self.blobs[param].shape[1]
+            if blob.count_range(axis) != size or blob.shape[:axis][-1:] != (self.N,):
+                raise ShapeError("Input size incompatible with inner product parameters: %s needs N = %d and %d "
+                                 "values per stream from axis %d, got %s"
+                                 % (name, self.N, size, axis, blob.shape_string()))
         state_shape = (1, self.N, self.H)
         if self._expose():
             first = 2 + self.static_input

@@ -26,8 +26,10 @@ import tempfile
 
 import numpy as np
 
+# isort: off
 import caffelite.compat  # noqa: F401  (the one caffelite line: `import caffe` is caffelite from here on)
-import caffe  # noqa: E402,I001
+import caffe
+# isort: on
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DIGITS = os.path.join(HERE, "..", "digits", "data", "digits.npz")

@@ -1,0 +1,41 @@
+"""``caffelite explain NET.prototxt``: run the net and print what Caffe computes in its loss layers.
+
+The logic lives in :mod:`caffelite.explain`; this module is the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "explain", help="step-by-step trace of what a loss (or Accuracy) layer computes",
+        description="Run the net (TRAIN phase) on given or random inputs and print, step by step, what Caffe "
+                    "computes in each loss and Accuracy layer: for SoftmaxWithLoss the max subtraction, "
+                    "exponentials, probabilities, -log, ignored positions, normalization, loss and gradient.")
+    p.add_argument("net", help="net prototxt (blobs nothing produces become inputs)")
+    p.add_argument("--layer", action="append", default=None, metavar="NAME",
+                   help="layer to explain (repeatable; default: every loss and Accuracy layer)")
+    p.add_argument("--set", action="append", default=[], metavar="BLOB=VALUES", dest="values",
+                   help="values of a blob as JSON nested lists, e.g. --set 'fc1=[[1.2,0.8]]' --set 'label=[1]'")
+    p.add_argument("--lang", choices=["en", "zh"], default="en", help="language of the trace")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    p.add_argument("--allow-python-layers", action="store_true",
+                   help="import and run the Python layers the net names")
+    return p
+
+
+def run(args) -> int:
+    import sys
+
+    from caffelite.explain import explain_file, parse_values
+
+    try:
+        values = parse_values(args.values)
+    except ValueError as e:
+        print("caffelite explain: error: %s" % e, file=sys.stderr)
+        return 2
+    sys.stdout.write(explain_file(args.net, layers=args.layer, values=values, lang=args.lang, seed=args.seed,
+                                  allow_python_layers=args.allow_python_layers))
+    return 0
