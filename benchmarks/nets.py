@@ -47,7 +47,7 @@ def corpus_path(rel: str) -> str:
 def build(rel: str, batch: int) -> caffelite.Net:
     """The corpus net in TRAIN phase, Input batch set to ``batch``, and a loss on each output.
 
-    The loss is :math:`\tfrac12 \sum y^2` (a Reduction SUMSQ layer with coefficient 0.5), so backward
+    The loss is :math:`\\tfrac12 \\sum y^2` (a Reduction SUMSQ layer with coefficient 0.5), so backward
     runs as in training: parameter gradients everywhere, no gradient for the input data.
     """
     param = read_net_param(corpus_path(rel))
@@ -88,6 +88,35 @@ def caffelite_step(net: caffelite.Net, rng: np.random.Generator):
     return step
 
 
+def _torch_op(layer, w, F):
+    """A PyTorch function computing ``layer`` with the parameter tensors ``w`` (None: not supported)."""
+    t, lp = layer.layer_type(), layer.layer_param
+    bias = w[1] if len(w) > 1 else None
+    P = caffelite.proto.caffe_pb2.PoolingParameter
+    if t == "Split":
+        return lambda x: x
+    if t == "Convolution":
+        g = layer.geom
+        return lambda x: F.conv2d(x, w[0], bias, g.stride, g.pad, g.dilation, layer.group)
+    if t == "Pooling" and layer.pool.method in (P.MAX, P.AVE):
+        p = layer.pool
+        fn = F.max_pool2d if p.method == P.MAX else F.avg_pool2d
+        return lambda x: fn(x, p.kernel, p.stride, p.pad, ceil_mode=p.ceil_mode)
+    if t == "ReLU":
+        return F.relu
+    if t == "LRN" and layer.across:
+        return lambda x: F.local_response_norm(x, layer.size, layer.alpha, layer.beta, layer.k)
+    if t == "InnerProduct":
+        return lambda x: F.linear(x.flatten(1), w[0], bias)
+    if t == "Dropout":
+        return lambda x: F.dropout(x, lp.dropout_param.dropout_ratio, training=True)
+    if t == "Softmax":
+        return lambda x: F.softmax(x, 1)
+    if t == "Reduction":
+        return lambda x: lp.reduction_param.coeff * (x * x).sum()
+    return None
+
+
 def torch_step(net: caffelite.Net, rng: np.random.Generator):
     """The same layers in PyTorch (functional, same weights); None when torch or a layer type is missing."""
     try:
@@ -96,38 +125,12 @@ def torch_step(net: caffelite.Net, rng: np.random.Generator):
     except ImportError:
         return None
     params = {name: [torch.tensor(b.data, requires_grad=True) for b in blobs] for name, blobs in net.params.items()}
-    P = caffelite.proto.caffe_pb2.PoolingParameter
     ops = []
     for name, layer in zip(net._layer_names, net.layers):
-        lp, t = layer.layer_param, layer.layer_type()
-        w = params.get(name, [])
-        if t == "Input" or t == "Split":
-            op = None if t == "Input" else (lambda x: x)
-        elif t == "Convolution":
-            g = layer.geom
-            op = (lambda x, w=w, g=g, grp=layer.group: F.conv2d(x, w[0], w[1] if len(w) > 1 else None, g.stride,
-                                                                g.pad, g.dilation, grp))
-        elif t == "Pooling":
-            pool = layer.pool
-            if pool.method == P.MAX:
-                op = (lambda x, p=pool: F.max_pool2d(x, p.kernel, p.stride, p.pad, ceil_mode=p.ceil_mode))
-            elif pool.method == P.AVE:
-                op = (lambda x, p=pool: F.avg_pool2d(x, p.kernel, p.stride, p.pad, ceil_mode=p.ceil_mode))
-            else:
-                return None
-        elif t == "ReLU":
-            op = F.relu
-        elif t == "LRN" and layer.across:
-            op = (lambda x, ly=layer: F.local_response_norm(x, ly.size, ly.alpha, ly.beta, ly.k))
-        elif t == "InnerProduct":
-            op = (lambda x, w=w: F.linear(x.flatten(1), w[0], w[1] if len(w) > 1 else None))
-        elif t == "Dropout":
-            op = (lambda x, r=lp.dropout_param.dropout_ratio: F.dropout(x, r, training=True))
-        elif t == "Softmax":
-            op = (lambda x: F.softmax(x, 1))
-        elif t == "Reduction":
-            op = (lambda x, c=lp.reduction_param.coeff: c * (x * x).sum())
-        else:
+        if layer.layer_type() == "Input":
+            continue
+        op = _torch_op(layer, params.get(name, []), F)
+        if op is None:
             return None
         ops.append((op, net.bottom_names[name], net.top_names[name]))
     inputs = {n: torch.tensor(net.blobs[n].data) for n in net.inputs}

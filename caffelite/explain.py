@@ -192,8 +192,14 @@ def parse_values(items) -> dict[str, np.ndarray]:
 
 
 # --- building the net ---------------------------------------------------------------------------
-def _prepare(param, values: dict, allow_python_layers: bool) -> caffe_pb2.NetParameter:
-    """Filter for TRAIN, turn given or missing blobs into Input tops, force backward."""
+def _prepare(param, values: dict, shapes: dict, allow_python_layers: bool) -> caffe_pb2.NetParameter:
+    """Filter for TRAIN, turn given or missing blobs into Input tops, force backward.
+
+    ``values`` (name -> array) and ``shapes`` (name -> shape, values drawn at random) may feed any
+    blob no layer computes, and replace data layers whose tops they all give.
+    """
+    known = {n: tuple(int(d) for d in s) for n, s in shapes.items()}
+    known.update((n, v.shape) for n, v in values.items())
     copy = caffe_pb2.NetParameter()
     copy.CopyFrom(param)
     copy.state.phase = TRAIN
@@ -205,13 +211,13 @@ def _prepare(param, values: dict, allow_python_layers: bool) -> caffe_pb2.NetPar
     produced: set[str] = set()
     inputs: list[tuple[str, tuple]] = []
     for name, shape in _net_inputs(net):
-        inputs.append((name, values[name].shape if name in values else shape))
+        inputs.append((name, known.get(name, shape)))
         produced.add(name)
     layers = []
     for lp in net.layer:
-        if not len(lp.bottom) and lp.top and all(t in values for t in lp.top) and lp.type != "Input":
+        if not len(lp.bottom) and lp.top and all(t in known for t in lp.top) and lp.type != "Input":
             for t in lp.top:  # a data layer whose tops are given: feed them instead of reading files
-                inputs.append((t, values[t].shape))
+                inputs.append((t, known[t]))
                 produced.add(t)
             continue
         if lp.type == "Python" and not allow_python_layers:
@@ -220,10 +226,11 @@ def _prepare(param, values: dict, allow_python_layers: bool) -> caffe_pb2.NetPar
                            % (lp.name, lp.python_param.module, lp.python_param.layer), layer=lp.name)
         for b in lp.bottom:
             if b not in produced:
-                if b not in values:
+                if b not in known:
                     raise NetError("blob '%s' (bottom of layer '%s') has no producer and no value: give it "
-                                   "with --set %s=[...]" % (b, lp.name, b), layer=lp.name, field="bottom")
-                inputs.append((b, values[b].shape))
+                                   "with --set %s=[...] or --input %s=SHAPE" % (b, lp.name, b, b),
+                                   layer=lp.name, field="bottom")
+                inputs.append((b, known[b]))
                 produced.add(b)
         copy = caffe_pb2.LayerParameter()
         copy.CopyFrom(lp)
@@ -231,7 +238,7 @@ def _prepare(param, values: dict, allow_python_layers: bool) -> caffe_pb2.NetPar
             shapes = list(lp.input_param.shape)
             del copy.input_param.shape[:]
             for i, t in enumerate(lp.top):
-                dims = (values[t].shape if t in values else
+                dims = (known[t] if t in known else
                         tuple(shapes[0 if len(shapes) == 1 else i].dim) if shapes else None)
                 if dims is None:
                     raise NetError("input '%s' has no shape: give it with --set %s=[...]" % (t, t), layer=lp.name)
@@ -372,7 +379,11 @@ def trace_softmax_loss(t: _Trace, layer, bottom, top, bottom_names, need_backwar
     each(lambda n, i: (t.m["grad"].format(p=_v(p[n, :, i]), onehot=_v(onehot[n, :, i]).replace(".0000", ""),
                                           w=_f(w), z=_f(z), g=_v(grad[n, :, i]))
                        if valid[n, i] else t.m["grad_ignored"].format(g=_v(grad[n, :, i]))))
-    _layer_grad(t, bottom[0], bottom_names[0], need_backward)
+    if need_backward:  # the layer's own gradient, position by position like the lines above
+        diff = bottom[0].diff.reshape(outer, channels, inner)
+        each(lambda n, i: t.m["layer_grad"].format(g=_v(diff[n, :, i])))
+    else:
+        t.say("no_grad", 2, bottom=bottom_names[0])
 
 
 def _layer_grad(t: _Trace, blob, name, need_backward) -> None:
@@ -482,13 +493,19 @@ def _is_explained(lp) -> bool:
     return issubclass(cls, LossLayer)
 
 
-def explain_param(param, *, layers: list[str] | None = None, values: dict | None = None, lang: str = "en",
-                  seed: int = 0, allow_python_layers: bool = False, source: str | None = None) -> str:
-    """The trace, as text, of the named layers (default: every loss and Accuracy layer)."""
+def explain_param(param, *, layers: list[str] | None = None, values: dict | None = None,
+                  shapes: dict | None = None, lang: str = "en", seed: int = 0, allow_python_layers: bool = False,
+                  source: str | None = None) -> str:
+    """The trace, as text, of the named layers (default: every loss and Accuracy layer).
+
+    ``values``: blob -> array; ``shapes``: blob -> shape of inputs drawn at random (data layers
+    whose files are not here can be replaced this way).
+    """
     values = dict(values or {})
-    prepared = _prepare(param, values, allow_python_layers)
+    shapes = dict(shapes or {})
+    prepared = _prepare(param, values, shapes, allow_python_layers)
     net = Net(prepared, phase=TRAIN)
-    unused = sorted(set(values) - set(net.inputs))
+    unused = sorted((set(values) | set(shapes)) - set(net.inputs))
     if unused:
         raise NetError("--set %s: not an input of the net (inputs: %s); only blobs that no layer computes can be "
                        "set" % (", ".join(unused), ", ".join(net.inputs)), file=source)

@@ -134,3 +134,17 @@ def test_setting_a_computed_blob_is_an_error(tmp_path):
                     'layer { name: "l" type: "EuclideanLoss" bottom: "y" bottom: "t" top: "l" }\n')
     with pytest.raises(NetError, match="--set y: not an input"):
         explain_file(str(path), values=parse_values(["x=[[1]]", "t=[[0]]", "y=[[2]]"]))
+
+
+def test_data_layer_replaced_by_random_inputs_of_given_shape(tmp_path, capsys):
+    path = tmp_path / "n.prototxt"
+    path.write_text('layer { name: "d" type: "Data" top: "data" top: "label"\n'
+                    '  data_param { source: "no/such/lmdb" batch_size: 2 backend: LMDB } }\n'
+                    'layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip"\n'
+                    '  inner_product_param { num_output: 3 weight_filler { type: "xavier" } } }\n'
+                    'layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "loss" }\n')
+    assert main(["explain", str(path), "--input", "data=2,4", "--input", "label=2"]) == 0
+    out = capsys.readouterr().out
+    assert "drawn at random" in out and "inputs: ip 2x3, label 2" in out
+    labels = [int(x) for x in re.findall(r"label (\d+): p\[", out)]
+    assert len(labels) == 2 and all(0 <= v < 3 for v in labels)

@@ -19,6 +19,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="layer to explain (repeatable; default: every loss and Accuracy layer)")
     p.add_argument("--set", action="append", default=[], metavar="BLOB=VALUES", dest="values",
                    help="values of a blob as JSON nested lists, e.g. --set 'fc1=[[1.2,0.8]]' --set 'label=[1]'")
+    p.add_argument("--input", action="append", default=[], metavar="NAME=SHAPE", dest="shapes",
+                   help="shape of an input (or data-layer top) to fill at random, e.g. data=2,1,28,28")
     p.add_argument("--lang", choices=["en", "zh"], default="en", help="language of the trace")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
     p.add_argument("--allow-python-layers", action="store_true",
@@ -29,13 +31,20 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args) -> int:
     import sys
 
+    from caffelite.checker import parse_shape
     from caffelite.explain import explain_file, parse_values
 
     try:
         values = parse_values(args.values)
+        shapes = {}
+        for item in args.shapes:
+            name, sep, shape = item.partition("=")
+            if not sep or not name:
+                raise ValueError("expected NAME=SHAPE, e.g. data=2,1,28,28 (got %r)" % item)
+            shapes[name] = parse_shape(shape)
     except ValueError as e:
         print("caffelite explain: error: %s" % e, file=sys.stderr)
         return 2
-    sys.stdout.write(explain_file(args.net, layers=args.layer, values=values, lang=args.lang, seed=args.seed,
-                                  allow_python_layers=args.allow_python_layers))
+    sys.stdout.write(explain_file(args.net, layers=args.layer, values=values, shapes=shapes, lang=args.lang,
+                                  seed=args.seed, allow_python_layers=args.allow_python_layers))
     return 0
