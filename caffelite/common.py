@@ -38,3 +38,8 @@ def set_device(device_id: int) -> None:
     """No GPUs in caffelite: a device other than 0 is an error, 0 a no-op (as set_mode_gpu)."""
     if int(device_id) != 0:
         raise UnsupportedError("caffelite runs on the CPU only; there is no GPU device %d" % device_id)
+
+
+def has_nccl() -> bool:
+    """pycaffe's ``caffe.has_nccl()``: caffelite has no multi-GPU NCCL support."""
+    return False

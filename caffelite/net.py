@@ -564,6 +564,21 @@ class Net:
     def _backward(self, start: int, end: int) -> None:
         self.backward_from_to(start, end)
 
+    def forward_all(self, blobs: Sequence[str] | None = None, **kwargs) -> dict:
+        """pycaffe's ``Net.forward_all``: forward inputs of any length in batches, stacking outputs."""
+        from caffelite.pycaffe.net_extras import forward_all
+        return forward_all(self, blobs, **kwargs)
+
+    def forward_backward_all(self, blobs: Sequence[str] | None = None, diffs: Sequence[str] | None = None,
+                             **kwargs) -> tuple[dict, dict]:
+        """pycaffe's ``Net.forward_backward_all``: batched forward and backward, stacking both."""
+        from caffelite.pycaffe.net_extras import forward_backward_all
+        return forward_backward_all(self, blobs, diffs, **kwargs)
+
+    def _batch(self, blobs: dict):
+        from caffelite.pycaffe.net_extras import _batch
+        return _batch(self, blobs)
+
     def forward_backward(self) -> float:
         """Caffe's Net::ForwardBackward: one forward and backward pass, returning the loss."""
         loss = self.forward_from_to()
