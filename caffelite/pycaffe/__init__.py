@@ -9,11 +9,14 @@ import as ``caffe.<name>`` through the same alias.
 
 from caffelite import proto
 from caffelite._version import __version__
-from caffelite.common import has_nccl
 from caffelite.blob import Blob
-from caffelite.common import set_device, set_mode_cpu, set_mode_gpu, set_random_seed
+from caffelite.common import has_nccl, set_device, set_mode_cpu, set_mode_gpu, set_random_seed
 from caffelite.layer import TEST, TRAIN, Layer, layer_type_list
 from caffelite.net import Net
+from caffelite.net_spec import NetSpec, layers, params, to_proto
+from caffelite.pycaffe import io  # pycaffe imports io with the package
+from caffelite.pycaffe.classifier import Classifier
+from caffelite.pycaffe.detector import Detector
 from caffelite.solvers import (
     AdaDeltaSolver,
     AdaGradSolver,
@@ -23,10 +26,6 @@ from caffelite.solvers import (
     SGDSolver,
     get_solver,
 )
-from caffelite.pycaffe import io  # noqa: E402  (pycaffe imports io with the package)
-from caffelite.pycaffe.classifier import Classifier
-from caffelite.pycaffe.detector import Detector
-from caffelite.net_spec import NetSpec, layers, params, to_proto
 
 __all__ = [
     "__version__", "Net", "Blob", "Layer", "TRAIN", "TEST", "layer_type_list",
