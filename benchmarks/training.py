@@ -120,33 +120,45 @@ NETS = [
 ]
 
 
-# --- caffelite ---------------------------------------------------------------------------------
-def repeat(fn, iters: int, budget: float, warmup: int = 3, min_iters: int = 5) -> list:
-    """``fn()``'s results over ``iters`` calls after ``warmup``, or fewer (at least ``min_iters``) once
-    ``budget`` seconds have passed: a loaded machine must not stretch ``make bench`` without bound."""
-    for _ in range(warmup):
-        fn()
-    rows, start = [], time.perf_counter()
-    while len(rows) < iters and (len(rows) < min_iters or time.perf_counter() - start < budget):
-        rows.append(fn())
-    return rows
-
-
-def time_caffelite(solver: caffelite.SGDSolver, iters: int, budget: float) -> dict:
-    """Median seconds of an iteration and of its parts, measured inside ``solver.step(1)``."""
+# --- timing ----------------------------------------------------------------------------------
+def caffelite_iteration(solver: caffelite.SGDSolver):
+    """A function running ``solver.step(1)`` and returning seconds (total, zeroing the diffs, forward+backward,
+    update), split by pycaffe's callbacks: on_start runs after the diffs are zeroed, on_gradients_ready just
+    before ``apply_update``."""
     marks: dict[str, float] = {}
     solver.add_callback(lambda: marks.__setitem__("start", time.perf_counter()),
                         lambda: marks.__setitem__("ready", time.perf_counter()))
 
-    def one() -> tuple[float, ...]:
+    def one() -> tuple[float, float, float, float]:
         t0 = time.perf_counter()
         solver.step(1)
         t1 = time.perf_counter()
         return t1 - t0, marks["start"] - t0, marks["ready"] - marks["start"], t1 - marks["ready"]
+    return one
 
-    rows = repeat(one, iters, budget)
-    total, zero, fwd_bwd, update = (statistics.median(col) for col in zip(*rows))
-    return {"total": total, "zero": zero, "fwd_bwd": fwd_bwd, "update": update, "n": len(rows)}
+
+def measure(fns: dict, iters: int, budget: float, rounds: int = 3, warmup: int = 2, min_iters: int = 2) -> dict:
+    """Rows of each ``fns[k]()`` over about ``iters`` calls, in ``rounds`` alternating blocks so that every
+    function sees the same machine load; a block stops early (after ``min_iters``) once its share of
+    ``budget`` seconds is spent: a loaded machine must not stretch ``make bench`` without bound."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    rows: dict = {k: [] for k in fns}
+    per_block = max(1, -(-iters // rounds))
+    for _ in range(rounds):
+        for k, fn in fns.items():
+            start, block = time.perf_counter(), []
+            while len(block) < per_block and (len(block) < min_iters or time.perf_counter() - start < budget / rounds):
+                block.append(fn())
+            rows[k] += block
+    return rows
+
+
+def medians(rows: list, names: tuple) -> dict:
+    out = {name: statistics.median(col) for name, col in zip(names, zip(*rows))}
+    out["n"] = len(rows)
+    return out
 
 
 def layer_profile(net: caffelite.Net, iters: int = 5) -> dict[str, float]:
@@ -247,27 +259,27 @@ def torch_trainer(solver: caffelite.SGDSolver):
     return step
 
 
-def time_torch(step, iters: int, budget: float) -> dict:
-    rows = repeat(step, iters, budget)
-    fwd_bwd, update = (statistics.median(col) for col in zip(*rows))
-    total = statistics.median(a + b for a, b in rows)
-    return {"total": total, "fwd_bwd": fwd_bwd, "update": update, "n": len(rows)}
-
-
 # --- the benchmark -----------------------------------------------------------------------------
 def run_net(name: str, definition, data_shape: tuple, filler: dict, iters: int, budget: float) -> dict:
     net_param, solver_param, source = definition()
     solver = make_solver(dummy_data_net(net_param, data_shape, filler), solver_param)
     row = {"net": name, "source": source, "batch": data_shape[0], "iters": iters}
+    fns = {"caffelite": caffelite_iteration(solver)}
     step = torch_trainer(solver)
-    row["caffelite"] = time_caffelite(solver, iters, budget)
-    row["torch"] = time_torch(step, iters, budget) if step is not None else None
+    if step is not None:
+        fns["torch"] = step
+    rows = measure(fns, iters, budget)
+    row["caffelite"] = medians(rows["caffelite"], ("total", "zero", "fwd_bwd", "update"))
+    row["torch"] = None
+    if step is not None:
+        row["torch"] = medians(rows["torch"], ("fwd_bwd", "update"))
+        row["torch"]["total"] = statistics.median(a + b for a, b in rows["torch"])
     row["profile"] = layer_profile(solver.net, 3)
     return row
 
 
 def main(iters: int = 30, budget: float = 15.0) -> dict:
-    """``iters`` timed iterations per net and framework, cut short after ``budget`` seconds."""
+    """About ``iters`` timed iterations per net and framework, cut short after ``budget`` seconds each."""
     rows = [run_net(name, definition, shape, filler, iters, budget) for name, definition, shape, filler in NETS]
     return {"rows": rows, "cpus": os.cpu_count(), "load": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
 

@@ -623,7 +623,13 @@ class SGDSolver(Solver):
     def __init__(self, source, **kwargs):
         super().__init__(source, **kwargs)
         self._check_rule()
-        params = self.net.learnable_params
+        # the train net's learnable blobs and their multipliers are fixed once it is built: look them
+        # up once (the net's properties build new lists on every access)
+        params = self._params = self.net.learnable_params
+        self._lr_mults = [F32(m) for m in self.net.params_lr]
+        self._decay_mults = [F32(m) for m in self.net.params_weight_decay]
+        # regularize's decay * w, one buffer for all parameters (Caffe's temp_)
+        self._scratch = np.empty(max((b.count for b in params), default=0), F32)
         self.history = [np.zeros(b.shape, F32) for _ in range(self.history_sets) for b in params]
 
     def _check_rule(self) -> None:
@@ -638,7 +644,7 @@ class SGDSolver(Solver):
         clip = self.param.clip_gradients
         if clip < 0:
             return
-        params = self.net.learnable_params
+        params = self._params
         sumsq = sum(float(np.dot(b.diff.ravel(), b.diff.ravel())) for b in params)
         norm = math.sqrt(sumsq)
         if norm > clip:
@@ -650,22 +656,32 @@ class SGDSolver(Solver):
 
     def normalize(self, param_id: int) -> None:
         if self.param.iter_size != 1:
-            blob = self.net.learnable_params[param_id]
-            blob.diff[...] *= F32(1.0 / self.param.iter_size)
+            diff = self._params[param_id].diff
+            diff *= F32(1.0 / self.param.iter_size)
 
     def regularize(self, param_id: int) -> None:
-        blob = self.net.learnable_params[param_id]
-        local_decay = F32(self.param.weight_decay) * F32(self.net.params_weight_decay[param_id])
-        if local_decay:
-            term = blob.data if self.param.regularization_type == "L2" else np.sign(blob.data)
-            blob.diff[...] += local_decay * term
+        local_decay = F32(self.param.weight_decay) * self._decay_mults[param_id]
+        if not local_decay:  # nothing to add: skip two passes over the parameter
+            return
+        blob = self._params[param_id]
+        data, diff = blob.data, blob.diff
+        term = self._scratch[:data.size].reshape(data.shape) if data.dtype == F32 else np.empty_like(data)
+        if self.param.regularization_type == "L2":
+            np.multiply(data, local_decay, out=term)
+        else:
+            np.sign(data, out=term)
+            term *= local_decay
+        diff += term
 
     def compute_update_value(self, param_id: int, rate: float) -> None:
-        blob = self.net.learnable_params[param_id]
-        local_rate = F32(rate) * F32(self.net.params_lr[param_id])
+        local_rate = F32(rate) * self._lr_mults[param_id]
         history = self.history[param_id]
-        _axpby(local_rate, blob.diff, self.param.momentum, history)
-        blob.diff[...] = history
+        diff = self._params[param_id].diff
+        # _axpby(local_rate, diff, momentum, history) without its temporary: the diff is overwritten next
+        history *= F32(self.param.momentum)
+        diff *= local_rate
+        history += diff
+        np.copyto(diff, history)
 
     def apply_update(self) -> None:
         """Caffe's SGDSolver::ApplyUpdate: rate, clip, then per parameter normalize, regularize, update."""
@@ -673,11 +689,11 @@ class SGDSolver(Solver):
         if self.param.display and self.iter % self.param.display == 0:
             log.info("Iteration %d, lr = %g", self.iter, rate)
         self.clip_gradients()
-        for param_id in range(len(self.net.learnable_params)):
+        for param_id in range(len(self._params)):
             self.normalize(param_id)
             self.regularize(param_id)
             self.compute_update_value(param_id, rate)
-        for blob in self.net.learnable_params:  # Net::Update
+        for blob in self._params:  # Net::Update
             np.subtract(blob.data, blob.diff, out=blob.data)
 
     # --- state I/O ------------------------------------------------------------------------
@@ -741,8 +757,8 @@ class NesterovSolver(SGDSolver):
     type = "Nesterov"
 
     def compute_update_value(self, param_id: int, rate: float) -> None:
-        blob = self.net.learnable_params[param_id]
-        local_rate = F32(rate) * F32(self.net.params_lr[param_id])
+        blob = self._params[param_id]
+        local_rate = F32(rate) * self._lr_mults[param_id]
         momentum = self.param.momentum
         history = self.history[param_id]
         update = history.copy()
@@ -766,8 +782,8 @@ class AdaGradSolver(SGDSolver):
                               "momentum")
 
     def compute_update_value(self, param_id: int, rate: float) -> None:
-        blob = self.net.learnable_params[param_id]
-        local_rate = F32(rate) * F32(self.net.params_lr[param_id])
+        blob = self._params[param_id]
+        local_rate = F32(rate) * self._lr_mults[param_id]
         history = self.history[param_id]
         diff = blob.diff
         history += np.square(diff)
@@ -795,8 +811,8 @@ class RMSPropSolver(SGDSolver):
                               "rms_decay")
 
     def compute_update_value(self, param_id: int, rate: float) -> None:
-        blob = self.net.learnable_params[param_id]
-        local_rate = F32(rate) * F32(self.net.params_lr[param_id])
+        blob = self._params[param_id]
+        local_rate = F32(rate) * self._lr_mults[param_id]
         decay = self.param.rms_decay
         history = self.history[param_id]
         diff = blob.diff
@@ -822,11 +838,11 @@ class AdaDeltaSolver(SGDSolver):
     history_sets = 2
 
     def compute_update_value(self, param_id: int, rate: float) -> None:
-        blob = self.net.learnable_params[param_id]
-        local_rate = F32(rate) * F32(self.net.params_lr[param_id])
+        blob = self._params[param_id]
+        local_rate = F32(rate) * self._lr_mults[param_id]
         momentum, delta = self.param.momentum, F32(self.param.delta)
         grad_history = self.history[param_id]
-        update_history = self.history[len(self.net.learnable_params) + param_id]
+        update_history = self.history[len(self._params) + param_id]
         diff = blob.diff
         _axpby(1.0 - F32(momentum), np.square(diff), momentum, grad_history)
         update = (update_history + delta) / (grad_history + delta)
@@ -849,11 +865,11 @@ class AdamSolver(SGDSolver):
     history_sets = 2
 
     def compute_update_value(self, param_id: int, rate: float) -> None:
-        blob = self.net.learnable_params[param_id]
-        local_rate = F32(rate) * F32(self.net.params_lr[param_id])
+        blob = self._params[param_id]
+        local_rate = F32(rate) * self._lr_mults[param_id]
         beta1, beta2 = float(F32(self.param.momentum)), float(F32(self.param.momentum2))
         m = self.history[param_id]
-        v = self.history[len(self.net.learnable_params) + param_id]
+        v = self.history[len(self._params) + param_id]
         t = self.iter + 1
         correction = F32(math.sqrt(1.0 - beta2 ** t) / (1.0 - beta1 ** t))
         diff = blob.diff

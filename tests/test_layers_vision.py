@@ -8,6 +8,7 @@ import pytest
 import caffelite.layers.vision as vision
 from caffelite.blob import Blob
 from caffelite.errors import LayerError, ShapeError
+from caffelite.layers.im2col import conv_out_size, deconv_out_size
 from caffelite.layers.pooling import pooled_size
 from caffelite.proto import caffe_pb2
 from caffelite.testing import make_layer
@@ -106,6 +107,10 @@ CONV_CASES = [
     ("num_output: 2 kernel_size: 3 kernel_size: 2 kernel_size: 1 stride: 2 stride: 1 stride: 1 dilation: 1 "
      "dilation: 2 dilation: 1", (1, 2, 5, 5, 3)),
     ("num_output: 2 kernel_size: 3 force_nd_im2col: true pad: 1", (2, 2, 4, 4)),
+    ("num_output: 6 kernel_size: 3 pad: 1 group: 3", (2, 6, 4, 5)),
+    ("num_output: 2 kernel_size: 3 pad: 1", (2, 3, 7)),
+    ("num_output: 2 kernel_size: 2 stride: 2 dilation: 2", (2, 3, 9)),
+    ("num_output: 2 kernel_size: 3 pad: 1", (2, 3, 3, 4, 3)),
 ]
 
 
@@ -122,6 +127,26 @@ def test_convolution_matches_direct_loops(params, shape, wide, monkeypatch):
     np.testing.assert_allclose(top[0].data, want, rtol=1e-10, atol=1e-10)
 
 
+def test_input_gradient_paths_agree():
+    """The flipped-kernel convolution, col2im on wide columns, and exact col2im give the same input gradient."""
+    x = np.random.default_rng(1).normal(size=(2, 4, 5, 6))
+    spec = 'type: "Convolution" convolution_param { num_output: 4 group: 2 kernel_size: 3 pad: 1 %s }' % GAUSS
+    grads = []
+    for wide, back in [(True, True), (True, False), (False, False)]:
+        layer, bottom, top = run(spec, x)
+        if not wide:
+            layer.wide = None
+        if not back:
+            layer.back = None
+        assert (layer.back is not None) == back
+        top[0].diff[...] = np.random.default_rng(2).normal(size=top[0].shape)
+        layer.run_backward(top, [True], bottom)
+        grads.append((bottom[0].diff.copy(), layer.blobs[0].diff.copy()))
+    for dx, dw in grads[1:]:
+        np.testing.assert_allclose(dx, grads[0][0], rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(dw, grads[0][1], rtol=1e-10, atol=1e-12)
+
+
 def test_convolution_axis_treats_leading_axes_as_batch():
     x = np.random.default_rng(1).normal(size=(2, 3, 2, 4, 4))
     layer, _, top = run('type: "Convolution" convolution_param { num_output: 2 kernel_size: 3 axis: 2 %s }' % GAUSS, x)
@@ -136,8 +161,8 @@ def test_convolution_weight_shapes_and_output_size_formula():
     assert layer.blobs[0].shape == (6, 3, 3, 2) and layer.blobs[1].shape == (6,)
     # (i + 2p - (d(k-1)+1)) // s + 1
     assert top[0].shape == (1, 6, (11 + 2 - 5) // 2 + 1, (8 + 2 - 3) // 2 + 1)
-    assert vision.conv_out_size(227, 11, 4, 0) == 55
-    assert vision.deconv_out_size(55, 11, 4, 0) == 227
+    assert conv_out_size(227, 11, 4, 0) == 55
+    assert deconv_out_size(55, 11, 4, 0) == 227
 
 
 def test_convolution_two_bottoms_share_weights():
@@ -182,7 +207,9 @@ def test_convolution_parameter_diffs_accumulate():
     ("num_output: 2 kernel_size: 2 dilation: 2", (1, 2, 2, 3, 2)),
     ("num_output: 2 kernel_size: 1 bias_term: false", (2, 3, 2, 2)),
 ])
-def test_deconvolution_matches_scatter_reference(params, shape):
+@pytest.mark.parametrize("chunk_bytes", [1, 1 << 30])
+def test_deconvolution_matches_scatter_reference(params, shape, chunk_bytes, monkeypatch):
+    monkeypatch.setattr(vision, "CHUNK_BYTES", chunk_bytes)
     x = np.random.default_rng(4).normal(size=shape)
     layer, _, top = run('type: "Deconvolution" convolution_param { %s %s }' % (params, GAUSS), x)
     g = layer.geom
@@ -410,3 +437,21 @@ def test_wrong_weight_shape_is_reported():
     with pytest.raises(LayerError, match=r"Incorrect weight shape: expected shape 2 1 3 3 \(18\); instead, shape "
                                          r"was 2 1 2 2 \(8\)"):
         layer.run_setup([Blob(1, 1, 5, 5)], [Blob()])
+
+
+@pytest.mark.parametrize("spec", [
+    'type: "Convolution" convolution_param { num_output: 4 kernel_size: 3 pad: 1 group: 2 %s }' % GAUSS,
+    'type: "Convolution" convolution_param { num_output: 3 kernel_size: 3 stride: 2 %s }' % GAUSS,
+    'type: "Deconvolution" convolution_param { num_output: 4 kernel_size: 3 stride: 2 group: 2 %s }' % GAUSS,
+])
+def test_chunking_does_not_change_gradients(spec, monkeypatch):
+    x = np.random.default_rng(13).normal(size=(3, 4, 5, 5))
+    grads = []
+    for chunk_bytes in (1, 1 << 30):
+        monkeypatch.setattr(vision, "CHUNK_BYTES", chunk_bytes)
+        layer, bottom, top = run(spec, x)
+        top[0].diff[...] = np.random.default_rng(14).normal(size=top[0].shape)
+        layer.run_backward(top, [True], bottom)
+        grads.append([top[0].data.copy(), bottom[0].diff.copy()] + [b.diff.copy() for b in layer.blobs])
+    for a, b in zip(*grads):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)

@@ -7,6 +7,7 @@ from caffelite.layers import (  # noqa: F401
     indexing,
     loss,
     loss_extra,
+    lrn,
     neuron,
     normalization,
     pooling,

@@ -1,6 +1,6 @@
-r"""Pooling layers: Pooling (MAX, AVE, STOCHASTIC), SPP, and LRN.
+r"""Pooling layers: Pooling (MAX, AVE, STOCHASTIC) and SPP.
 
-Caffe: src/caffe/layers/{pooling,spp,lrn}_layer.cpp (and pooling_layer.cu for STOCHASTIC, which Caffe
+Caffe: src/caffe/layers/{pooling,spp}_layer.cpp (and pooling_layer.cu for STOCHASTIC, which Caffe
 has on the GPU only).  Every pass is a loop over the kernel taps (a handful) of whole-batch strided
 slices, or two passes of separable window sums; never a loop over pixels.
 
@@ -96,6 +96,60 @@ def _scatter_to_index(dy: np.ndarray, idx: np.ndarray, in_shape, overlap: bool) 
     return dx.reshape(in_shape)
 
 
+class _Phases:
+    r"""A padded input split by stride phase, so that every kernel tap is one contiguous run.
+
+    Pixel (r, q) of the padded input goes to plane (r mod s_h, q mod s_w) at (r div s_h, q div s_w).
+    Tap (i, j) of output (y, x) reads plane (i mod s_h, j mod s_w) at (y + i div s_h, x + j div s_w):
+    with the output rows laid at the planes' width :math:`W_q`, the whole tap is the run of
+    :math:`o_h W_q` values from offset :math:`(i \operatorname{div} s_h) W_q + j \operatorname{div} s_w`.
+    The :math:`W_q - o_w` extra columns per row are garbage, dropped at the end (as WideColumns in
+    vision.py).  Numpy then works on long contiguous runs instead of short strided rows.
+    """
+
+    def __init__(self, in_shape, kernel, stride, pad, out):
+        (h, w), (kh, kw), (sh, sw), (ph, pw), (oh, ow) = in_shape, kernel, stride, pad, out
+        self.stride, self.out = stride, out
+        lh, lw = max((oh - 1) * sh + kh, ph + h), max((ow - 1) * sw + kw, pw + w)
+        self.hq, self.wq = -(-lh // sh), -(-lw // sw)
+        self.run = oh * self.wq
+        self.taps = [(i % sh, j % sw, (i // sh) * self.wq + j // sw) for i, j in np.ndindex(kh, kw)]
+        self.length = max(off for _, _, off in self.taps) + self.run
+        self.copies = []  # (a, b, input rows, input cols, plane rows, plane cols) per phase
+        for a, b in np.ndindex(sh, sw):
+            h0, w0 = (a - ph) % sh, (b - pw) % sw
+            nh, nw = len(range(h0, h, sh)), len(range(w0, w, sw))
+            if nh and nw:
+                q0, p0 = (ph + h0) // sh, (pw + w0) // sw
+                self.copies.append((a, b, slice(h0, h, sh), slice(w0, w, sw), slice(q0, q0 + nh), slice(p0, p0 + nw)))
+
+    def split(self, x: np.ndarray, fill: float) -> np.ndarray:
+        """Planes (s_h, s_w, N, C, length) of ``x`` (N, C, H, W), padded with ``fill``."""
+        n, c = x.shape[:2]
+        sh, sw = self.stride
+        planes = np.full((sh, sw, n, c, max(self.length, self.hq * self.wq)), fill, x.dtype)
+        for a, b, rows, cols, prow, pcol in self.copies:
+            self._grid(planes[a, b])[:, :, prow, pcol] = x[:, :, rows, cols]
+        return planes
+
+    def _grid(self, plane: np.ndarray) -> np.ndarray:
+        """One plane (N, C, length) as its (N, C, H_q, W_q) grid (a view)."""
+        return plane[:, :, :self.hq * self.wq].reshape(plane.shape[:2] + (self.hq, self.wq))
+
+    def tap_views(self, planes: np.ndarray) -> list[np.ndarray]:
+        """Every tap (row-major) as an (N, C, o_h W_q) view of the planes."""
+        return [planes[a, b, :, :, off:off + self.run] for a, b, off in self.taps]
+
+    def merge(self, planes: np.ndarray, out: np.ndarray) -> None:
+        """The inverse of ``split``: the input-pixel part of the planes, into ``out`` (N, C, H, W)."""
+        for a, b, rows, cols, prow, pcol in self.copies:
+            out[:, :, rows, cols] = self._grid(planes[a, b])[:, :, prow, pcol]
+
+    def valid(self, wide: np.ndarray) -> np.ndarray:
+        """(N, C, o_h W_q) → the (N, C, o_h, o_w) outputs, dropping the garbage columns (a view)."""
+        return wide.reshape(wide.shape[:2] + (self.out[0], self.wq))[..., :self.out[1]]
+
+
 class Pool2d:
     """One 2-D pooling geometry and method; the maths shared by Pooling and SPP.
 
@@ -143,12 +197,6 @@ class Pool2d:
             return self._stochastic_train(x, out_shape) if train else self._stochastic_test(x, out_shape)
         raise LayerError("Unknown pooling method %d." % self.method, field="pooling_param.pool")
 
-    def _taps(self, a: np.ndarray, out_shape, lead, fill: float):
-        """The strided view of every kernel tap (row-major) over ``a`` padded with ``fill``."""
-        (kh, kw), (sh, sw), (oh, ow) = self.kernel, self.stride, out_shape
-        ap = _pad_to(a, lead, (oh - 1) * sh + kh, (ow - 1) * sw + kw, fill)
-        return [ap[:, :, i:i + (oh - 1) * sh + 1:sh, j:j + (ow - 1) * sw + 1:sw] for i, j in np.ndindex(kh, kw)]
-
     def _tap_dtype(self):
         return np.int8 if self.kernel[0] * self.kernel[1] < 128 else np.int32
 
@@ -161,50 +209,56 @@ class Pool2d:
             return flat.max(axis=2).reshape(n, c, 1, 1)
         # Caffe starts from -FLT_MAX and keeps the first strict maximum in row-major window order; -inf padding
         # never wins, so the clipped windows come out the same.  Branch-free updates: masked copies are slow.
-        best = np.full((n, c) + out_shape, np.finfo(x.dtype).min, x.dtype)
-        tap = np.zeros(best.shape, self._tap_dtype())
-        hit = np.empty(best.shape, bool)
-        step = np.empty(best.shape, tap.dtype)
-        for t, v in enumerate(self._taps(x, out_shape, self.pad, -np.inf)):
+        self.phases = _Phases((h, w), self.kernel, self.stride, self.pad, out_shape)
+        shape = (n, c, self.phases.run)
+        best = np.full(shape, np.finfo(x.dtype).min, x.dtype)
+        tap = np.zeros(shape, self._tap_dtype())
+        hit = np.empty(shape, bool)
+        step = np.empty(shape, tap.dtype)
+        for t, v in enumerate(self.phases.tap_views(self.phases.split(x, -np.inf))):
             np.greater(v, best, out=hit)
             np.maximum(best, v, out=best)
             np.subtract(t, tap, out=step)  # tap <- t where hit
             step *= hit
             tap += step
         self.tap, self.idx = tap, None
-        return best
+        return self.phases.valid(best)
 
     def argmax_index(self) -> np.ndarray:
         """MAX/STOCHASTIC: each output's chosen pixel as its index h·W + w in the plane (Caffe's mask)."""
         if self.idx is None:
             kw, (sh, sw), (oh, ow) = self.kernel[1], self.stride, self.out
             ph, pw = self.pad if self.method == _P.MAX else (0, 0)
-            tap = self.tap.astype(np.int64)
+            tap = self.phases.valid(self.tap).astype(np.int64)
             row = (np.arange(oh) * sh - ph)[:, None] + tap // kw
             col = (np.arange(ow) * sw - pw)[None, :] + tap % kw
             self.idx = row * self.in_shape[3] + col
         return self.idx
 
     def _stochastic_train(self, x, out_shape):
-        taps = self._taps(x, out_shape, (0, 0), 0.0)
-        total = np.zeros((x.shape[0], x.shape[1]) + out_shape, x.dtype)
+        self.phases = _Phases(x.shape[2:], self.kernel, self.stride, (0, 0), out_shape)
+        taps = self.phases.tap_views(self.phases.split(x, 0.0))
+        shape = (x.shape[0], x.shape[1], self.phases.run)
+        total = np.zeros(shape, x.dtype)
         for v in taps:
             total += v
-        thres = (rng().random(total.shape) * total).astype(x.dtype)
-        cum = np.zeros_like(total)
-        tap = np.zeros(total.shape, self._tap_dtype())
-        out = np.zeros_like(total)
-        hit = np.empty(total.shape, bool)
-        found = np.zeros(total.shape, bool)
+        thres = (rng().random((x.shape[0], x.shape[1]) + out_shape) * self.phases.valid(total)).astype(x.dtype)
+        thres_wide = np.zeros(shape, x.dtype)
+        self.phases.valid(thres_wide)[...] = thres
+        cum = np.zeros(shape, x.dtype)
+        tap = np.zeros(shape, self._tap_dtype())
+        out = np.zeros(shape, x.dtype)
+        hit = np.empty(shape, bool)
+        found = np.zeros(shape, bool)
         for t, v in enumerate(taps):  # the first tap whose running sum reaches u * total
             cum += v
-            np.greater_equal(cum, thres, out=hit)
+            np.greater_equal(cum, thres_wide, out=hit)
             hit &= ~found
             found |= hit
             tap += hit * tap.dtype.type(t)
             out += v * hit
         self.tap, self.idx = tap, None
-        return out
+        return self.phases.valid(out)
 
     def _stochastic_test(self, x, out_shape):
         self.x = x
@@ -229,20 +283,18 @@ class Pool2d:
         if idx is not None or self.tap is None:  # Caffe's mask top, or the whole-image argmax
             overlap = any(k > s for k, s in zip(self.kernel, self.stride))
             return _scatter_to_index(dy, self.argmax_index() if idx is None else idx, self.in_shape, overlap)
-        # route each output's gradient to its chosen tap: one strided add per tap
-        (kh, kw), (sh, sw), (oh, ow) = self.kernel, self.stride, self.out
-        ph, pw = self.pad if self.method == _P.MAX else (0, 0)
-        acc = np.zeros((n, c, max((oh - 1) * sh + kh, ph + h), max((ow - 1) * sw + kw, pw + w)), dy.dtype)
-        sel = np.empty(dy.shape, bool)
-        disjoint = kh <= sh and kw <= sw  # each pixel in one window at most: assign, no add
-        for t, (i, j) in enumerate(np.ndindex(kh, kw)):
+        # route each output's gradient to its chosen tap: one contiguous add per tap, on the stride phases
+        ph = self.phases
+        dy_wide = np.zeros(self.tap.shape, dy.dtype)
+        ph.valid(dy_wide)[...] = dy  # zero in the garbage columns: they add nothing
+        acc = np.zeros((self.stride[0], self.stride[1], n, c, max(ph.length, ph.hq * ph.wq)), dy.dtype)
+        sel = np.empty(self.tap.shape, bool)
+        for t, view in enumerate(ph.tap_views(acc)):
             np.equal(self.tap, t, out=sel)
-            view = acc[:, :, i:i + (oh - 1) * sh + 1:sh, j:j + (ow - 1) * sw + 1:sw]
-            if disjoint:
-                np.multiply(dy, sel, out=view)
-            else:
-                view += dy * sel
-        return acc[:, :, ph:ph + h, pw:pw + w]
+            view += dy_wide * sel
+        dx = np.empty(self.in_shape, dy.dtype)
+        ph.merge(acc, dx)
+        return dx
 
 
 def pooling_setup(p, layer_type: str = "Pooling") -> tuple:
@@ -285,7 +337,7 @@ def pooling_setup(p, layer_type: str = "Pooling") -> tuple:
     return kernel, stride, pad
 
 
-def _check_4d(blob, what="Input") -> None:
+def check_4d(blob, what="Input") -> None:
     if blob.num_axes != 4:
         raise ShapeError("%s must have 4 axes, corresponding to (num, channels, height, width) (got shape %s)"
                          % (what, list(blob.shape)))
@@ -322,7 +374,7 @@ class PoolingLayer(Layer):
         self.pool = Pool2d(p.pool, self.kernel or (1, 1), stride, pad, p.round_mode == _P.CEIL, p.global_pooling)
 
     def reshape(self, bottom, top):
-        _check_4d(bottom[0])
+        check_4d(bottom[0])
         n, c, h, w = bottom[0].shape
         if self.pool.global_pooling:
             self.pool.kernel = (h, w)
@@ -386,7 +438,7 @@ class SPPLayer(Layer):
         return Pool2d(self.method, kernel, kernel, pad)
 
     def reshape(self, bottom, top):
-        _check_4d(bottom[0])
+        check_4d(bottom[0])
         n, c, h, w = bottom[0].shape
         self.levels = [self._level(i, h, w) for i in range(self.height)]
         sizes = [c * math.prod(lv.out_shape((h, w))) for lv in self.levels]
@@ -414,101 +466,3 @@ class SPPLayer(Layer):
                 dx[...] = g
             else:
                 dx += g
-
-
-def _channel_window_sum(a: np.ndarray, half: int) -> np.ndarray:
-    """Sum over channels c - half .. c + half (zero beyond the edges) of ``a`` (N, C, ...)."""
-    out = a.copy()
-    for off in range(1, half + 1):
-        out[:, off:] += a[:, :-off]
-        out[:, :-off] += a[:, off:]
-    return out
-
-
-def _box_sum(a: np.ndarray, size: int) -> np.ndarray:
-    """Sum over the size × size spatial neighbourhood (centred, zero padded) of ``a`` (N, C, H, W)."""
-    half = (size - 1) // 2
-    return _window_sum(a, (size, size), (1, 1), a.shape[2:], (half, half))
-
-
-def _neg_pow(s: np.ndarray, beta: float) -> np.ndarray:
-    """:math:`s^{-\beta}`; the common β = 0.75 as square roots (several times faster than power)."""
-    if beta == 0.75:
-        r = np.sqrt(s)
-        r *= s
-        np.sqrt(r, out=r)
-        return np.reciprocal(r, out=r)
-    return np.power(s, -beta)
-
-
-@register_layer
-class LRNLayer(Layer):
-    r"""Local response normalisation.
-
-    ACROSS_CHANNELS (window of ``local_size`` = n channels centred on c):
-    :math:`s = k + \frac{\alpha}{n} \sum_{c'} x_{c'}^2`, :math:`y = x s^{-\beta}`,
-    :math:`\frac{\partial E}{\partial x_c} = \frac{\partial E}{\partial y_c} s_c^{-\beta}
-    - \frac{2 \alpha \beta}{n} x_c \sum_{c'} \frac{\partial E}{\partial y_{c'}} \frac{y_{c'}}{s_{c'}}`.
-
-    WITHIN_CHANNEL (n × n spatial window, zero padded; Caffe builds it from Power, AVE Pooling and
-    Eltwise, whose shift is 1, not k): :math:`s = 1 + \frac{\alpha}{n^2} \sum x^2`, :math:`y = x s^{-\beta}`.
-
-    Caffe: src/caffe/layers/lrn_layer.cpp.
-    """
-
-    type = "LRN"
-
-    def exact_num_bottom_blobs(self):
-        return 1
-
-    def exact_num_top_blobs(self):
-        return 1
-
-    def setup(self, bottom, top):
-        p = self.layer_param.lrn_param
-        self.size = p.local_size
-        if self.size % 2 != 1:
-            raise LayerError("LRN only supports odd values for local_size (got %d)" % self.size,
-                             field="lrn_param.local_size")
-        self.alpha, self.beta, self.k = float(p.alpha), float(p.beta), float(p.k)
-        self.across = p.norm_region == caffe_pb2.LRNParameter.ACROSS_CHANNELS
-
-    def reshape(self, bottom, top):
-        _check_4d(bottom[0])
-        if top[0] is not bottom[0]:
-            top[0].reshape(bottom[0].shape)
-
-    def _scale(self, x: np.ndarray) -> np.ndarray:
-        sq = x * x
-        if self.across:
-            sq *= self.alpha / self.size
-            s = _channel_window_sum(sq, (self.size - 1) // 2)
-            s += self.k
-        else:
-            s = _box_sum(sq, self.size)
-            s *= self.alpha / (self.size * self.size)
-            s += 1.0
-        return s
-
-    def forward(self, bottom, top):
-        x = bottom[0].data
-        self.scale = self._scale(x)
-        self.scale_pow = _neg_pow(self.scale, self.beta)
-        np.multiply(x, self.scale_pow, out=top[0].data)
-
-    def backward(self, top, propagate_down, bottom):
-        if not propagate_down[0]:
-            return
-        x, y, dy = bottom[0].data, top[0].data, top[0].diff
-        ratio = dy * y
-        ratio /= self.scale
-        if self.across:
-            acc = _channel_window_sum(ratio, (self.size - 1) // 2)
-            coeff = 2.0 * self.alpha * self.beta / self.size
-        else:
-            acc = _box_sum(ratio, self.size)
-            coeff = 2.0 * self.alpha * self.beta / (self.size * self.size)
-        acc *= x
-        acc *= -coeff
-        acc += dy * self.scale_pow
-        bottom[0].diff[...] = acc

@@ -1,16 +1,19 @@
-r"""Vision layers built on im2col: Convolution, Deconvolution, Im2col, and Crop.
+r"""Vision layers built on im2col (caffelite/layers/im2col.py): Convolution, Deconvolution, Im2col, and Crop.
 
-Caffe: src/caffe/layers/{base_conv,conv,deconv,im2col,crop}_layer.cpp, src/caffe/util/im2col.cpp.
+Caffe: src/caffe/layers/{base_conv,conv,deconv,im2col,crop}_layer.cpp.
 
-Convolution is one matrix product per group over the whole batch.  With the bottom unrolled into
-columns :math:`X_{col} \in \mathbb{R}^{(C k_1 \cdots k_d) \times (N o_1 \cdots o_d)}` (row = channel
-and kernel tap, column = image and output position; built from a strided view, no pixel loop):
+Convolution is one matrix product per group for a chunk of images at a time (as many as fill
+``CHUNK_BYTES`` of columns: large, cache-friendly products, no per-image loop).  With the bottom
+unrolled into columns :math:`X_{col} \in \mathbb{R}^{(C k_1 \cdots k_d) \times (N o_1 \cdots o_d)}`
+(row = channel and kernel tap, column = image and output position):
 
 .. math:: Y_g = W_g X_{col,g} + b, \qquad
           \frac{\partial E}{\partial W_g} \mathrel{+}= \frac{\partial E}{\partial Y_g} X_{col,g}^\top,
           \qquad \frac{\partial E}{\partial X_{col,g}} = W_g^\top \frac{\partial E}{\partial Y_g}
 
-and col2im adds the column gradients back, one strided slice per kernel tap.  Output sizes:
+and col2im adds the column gradients back, one slice per kernel tap (for stride-1 layers where it is
+cheaper, the input gradient is instead the stride-1 convolution of the zero-padded top gradient
+with the flipped kernel: same numbers, one more product instead of the taps' adds).  Output sizes:
 
 .. math:: o = \left\lfloor \frac{i + 2p - (d(k-1)+1)}{s} \right\rfloor + 1 \ \text{(convolution)},
           \qquad o = s(i-1) + d(k-1) + 1 - 2p \ \text{(deconvolution)}
@@ -21,209 +24,25 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
 
 from caffelite.blob import Blob
 from caffelite.errors import BackwardError, LayerError, ShapeError
 from caffelite.filler import fill
 from caffelite.layer import Layer, register_layer
+from caffelite.layers.im2col import ConvGeometry, WideColumns, deconv_out_size
 
 # Columns are built for about this many bytes of images at a time (at least one image): the buffers stay
 # in cache and below malloc's mmap threshold instead of a fresh, page-faulting multi-MB array per call
-# (measured: 1 MiB beats 4, 16 and 64 MiB and whole-batch columns on LeNet, CIFAR10 and AlexNet layers).
-CHUNK_BYTES = 1 << 20
+# (measured on LeNet, CIFAR10 and AlexNet layers: 1-8 MiB alike, 64 MiB and whole-batch columns slower).
+CHUNK_BYTES = 4 << 20
 # Stride-1 convolutions use WideColumns (long contiguous runs); False forces the exact im2col.
 WIDE = True
 
 
-# --- im2col / col2im ----------------------------------------------------------------------------
-def conv_out_size(size: int, kernel: int, stride: int, pad: int, dilation: int = 1) -> int:
-    """Caffe's convolution output size along one axis."""
-    return (size + 2 * pad - (dilation * (kernel - 1) + 1)) // stride + 1
-
-
-def deconv_out_size(size: int, kernel: int, stride: int, pad: int, dilation: int = 1) -> int:
-    """Caffe's deconvolution output size along one axis (the inverse of :func:`conv_out_size`)."""
-    return stride * (size - 1) + dilation * (kernel - 1) + 1 - 2 * pad
-
-
-def _padded(x: np.ndarray, pad) -> np.ndarray:
-    """``x`` (N, C, *spatial) with ``pad`` zeros on both sides of each spatial axis."""
-    if not any(pad):
-        return x
-    shape = x.shape[:2] + tuple(s + 2 * p for s, p in zip(x.shape[2:], pad))
-    xp = np.zeros(shape, x.dtype)
-    xp[(Ellipsis,) + tuple(slice(p, p + s) for s, p in zip(x.shape[2:], pad))] = x
-    return xp
-
-
-def im2col(x: np.ndarray, kernel, stride, pad, dilation, out_shape) -> np.ndarray:
-    """Columns of ``x`` (N, C, *spatial): shape (C·∏kernel, N·∏out), rows ordered (c, k_1..k_d).
-
-    Row order matches Caffe's col buffer (and so the weight layout); columns run over images, then
-    output positions, so one matrix product covers the batch.
-    """
-    n, c = x.shape[:2]
-    xp = _padded(x, pad)
-    sp = xp.strides[2:]
-    shape = (c,) + tuple(kernel) + (n,) + tuple(out_shape)
-    strides = ((xp.strides[1],) + tuple(d * s for d, s in zip(dilation, sp)) + (xp.strides[0],)
-               + tuple(st * s for st, s in zip(stride, sp)))
-    cols = np.empty(shape, x.dtype)
-    np.copyto(cols, as_strided(xp, shape, strides, writeable=False))
-    return cols.reshape(c * math.prod(kernel), n * math.prod(out_shape))
-
-
-def col2im(cols: np.ndarray, out: np.ndarray, kernel, stride, pad, dilation) -> None:
-    """Write into ``out`` (N, C, *spatial) the sum of the columns back at their pixels (im2col's adjoint).
-
-    Loops over the kernel taps (a handful), each one strided slice add over the whole batch.
-    """
-    n, c = out.shape[:2]
-    out_shape = tuple(conv_out_size(s, k, st, p, d)
-                      for s, k, st, p, d in zip(out.shape[2:], kernel, stride, pad, dilation))
-    c_k = cols.reshape((c,) + tuple(kernel) + (n,) + out_shape)
-    if any(pad):
-        acc = np.zeros(out.shape[:2] + tuple(s + 2 * p for s, p in zip(out.shape[2:], pad)), out.dtype)
-    else:
-        acc = out
-        acc[...] = 0
-    for tap in np.ndindex(*kernel):
-        window = tuple(slice(t * d, t * d + st * (o - 1) + 1, st)
-                       for t, d, st, o in zip(tap, dilation, stride, out_shape))
-        acc[(slice(None), slice(None)) + window] += c_k[(slice(None),) + tap].swapaxes(0, 1)
-    if acc is not out:
-        out[...] = acc[(Ellipsis,) + tuple(slice(p, p + s) for s, p in zip(out.shape[2:], pad))]
-
-
-class WideColumns:
-    r"""im2col for stride-1 convolutions, "wide": output rows keep the padded width.
-
-    Flattening the padded spatial axes, tap :math:`\mathbf{k}` reads one contiguous run of
-    :math:`L = o_1 P_2 \cdots P_d` values starting at :math:`\sum_a d_a k_a \cdot \mathrm{stride}_a`, so the
-    copy (and col2im's add) is one long run per (channel, tap, image) instead of one short run per output
-    row.  The :math:`P_a - o_a` extra columns of every row are garbage: forward drops them, backward feeds
-    them zero gradients, so they add nothing.
-    """
-
-    def __init__(self, spatial, kernel, pad, dilation):
-        self.spatial, self.kernel, self.pad, self.dilation = tuple(spatial), tuple(kernel), tuple(pad), tuple(dilation)
-        self.padded = tuple(s + 2 * p for s, p in zip(spatial, pad))
-        self.out = tuple(p - d * (k - 1) for p, k, d in zip(self.padded, kernel, dilation))
-        flat = [math.prod(self.padded[a + 1:]) for a in range(len(self.padded))]
-        self.offsets = [sum(t * d * f for t, d, f in zip(tap, dilation, flat)) for tap in np.ndindex(*kernel)]
-        self.plane = math.prod(self.padded)
-        self.run = self.out[0] * math.prod(self.padded[1:])
-        self.slack = max(self.offsets) + self.run - self.plane  # reads past the plane's end (garbage columns)
-        self.interior = (Ellipsis,) + tuple(slice(p, p + s) for s, p in zip(spatial, pad))
-        self.valid = (Ellipsis,) + tuple(slice(0, o) for o in self.out[1:])
-
-    def _buffer(self, n: int, c: int, dtype) -> tuple[np.ndarray, np.ndarray]:
-        buf = np.zeros((n, c, self.plane + max(self.slack, 0)), dtype)
-        return buf, buf[:, :, :self.plane].reshape((n, c) + self.padded)
-
-    def cols(self, x: np.ndarray) -> np.ndarray:
-        """(C·∏k, N·L) columns of ``x`` (N, C, *spatial)."""
-        n, c = x.shape[:2]
-        buf, view = self._buffer(n, c, x.dtype)
-        view[self.interior] = x
-        s = buf.strides
-        shape = (c,) + self.kernel + (n, self.run)
-        tap_strides = tuple(d * f * s[2] for d, f in zip(
-            self.dilation, [math.prod(self.padded[a + 1:]) for a in range(len(self.padded))]))
-        cols = np.empty(shape, x.dtype)
-        np.copyto(cols, as_strided(buf, shape, (s[1],) + tap_strides + (s[0], s[2]), writeable=False))
-        return cols.reshape(-1, n * self.run)
-
-    def to_output(self, rows: np.ndarray, out: np.ndarray) -> None:
-        """(O, N·L) wide products into ``out`` (N, O, *out), dropping the garbage columns."""
-        o, n = rows.shape[0], out.shape[0]
-        wide = rows.reshape((o, n, self.out[0]) + self.padded[1:])
-        out[...] = np.moveaxis(wide[self.valid], 0, 1)
-
-    def from_output(self, dy: np.ndarray) -> np.ndarray:
-        """``dy`` (N, O, *out) as wide rows (O, N·L), zero in the garbage columns."""
-        n, o = dy.shape[:2]
-        wide = np.zeros((o, n, self.out[0]) + self.padded[1:], dy.dtype)
-        wide[self.valid] = np.moveaxis(dy, 0, 1)
-        return wide.reshape(o, n * self.run)
-
-    def col2im(self, cols: np.ndarray, out: np.ndarray) -> None:
-        """Add wide columns (C·∏k, N·L) back into ``out`` (N, C, *spatial) (overwritten)."""
-        n, c = out.shape[:2]
-        buf, view = self._buffer(n, c, out.dtype)
-        c_k = cols.reshape(c, len(self.offsets), n, self.run)
-        for t, off in enumerate(self.offsets):
-            buf[:, :, off:off + self.run] += c_k[:, t].swapaxes(0, 1)
-        out[...] = view[self.interior]
-
-
-# --- parameters -----------------------------------------------------------------------------------
-def _per_axis(p, name: str, n: int, default: int | None, what: str) -> tuple[int, ...]:
-    """A repeated ConvolutionParameter field (or its ``_h``/``_w`` pair) as one value per spatial axis."""
-    h, w = name + "_h", name + "_w"
-    field = "kernel_size" if name == "kernel" else name
-    values = list(getattr(p, field))
-    if p.HasField(h) or p.HasField(w):
-        if n != 2:
-            raise LayerError("%s & %s can only be used for 2D convolution. (%d spatial axes)" % (h, w, n),
-                             field="convolution_param.%s" % h)
-        if values:
-            raise LayerError("Either %s or %s/w should be specified; not both." % (field, name),
-                             field="convolution_param.%s" % field)
-        return getattr(p, h), getattr(p, w)
-    if len(values) == 0 and default is not None:
-        return (default,) * n
-    if len(values) not in (1, n):
-        raise LayerError("%s must be specified once, or once per spatial dimension (%s specified %d times; "
-                         "%d spatial dims)." % (field, field, len(values), n), field="convolution_param.%s" % field)
-    return tuple(values) * n if len(values) == 1 else tuple(values)
-
-
-class ConvGeometry:
-    """Kernel, stride, pad and dilation per spatial axis, as Caffe's BaseConvolutionLayer reads them."""
-
-    def __init__(self, p, bottom: Blob):
-        self.channel_axis = bottom.canonical_axis_index(p.axis)
-        self.num_axes = bottom.num_axes
-        n = self.num_spatial = bottom.num_axes - self.channel_axis - 1
-        self.kernel = _per_axis(p, "kernel", n, None, "kernel")
-        if any(k <= 0 for k in self.kernel):
-            raise LayerError("Filter dimensions must be nonzero. (kernel %s)" % list(self.kernel),
-                             field="convolution_param.kernel_size")
-        self.stride = _per_axis(p, "stride", n, 1, "stride")
-        if any(s <= 0 for s in self.stride):
-            raise LayerError("Stride dimensions must be nonzero. (stride %s)" % list(self.stride),
-                             field="convolution_param.stride")
-        self.pad = _per_axis(p, "pad", n, 0, "pad")
-        dil = list(p.dilation)
-        if len(dil) not in (0, 1, n):
-            raise LayerError("dilation must be specified once, or once per spatial dimension (dilation specified "
-                             "%d times; %d spatial dims)." % (len(dil), n), field="convolution_param.dilation")
-        self.dilation = tuple(dil) * n if len(dil) == 1 else (tuple(dil) or (1,) * n)
-        self.is_1x1 = all(k == 1 for k in self.kernel) and all(s == 1 for s in self.stride) and not any(self.pad)
-
-    def check_axes(self, bottom: Blob) -> None:
-        if bottom.num_axes != self.num_axes:
-            raise ShapeError("bottom num_axes may not change. (was %d, now %s)"
-                             % (self.num_axes, list(bottom.shape)))
-
-    def out_shape(self, in_shape) -> tuple[int, ...]:
-        """Convolution output spatial shape; an input smaller than the kernel is an error."""
-        out = []
-        for axis, (i, k, s, p, d) in enumerate(zip(in_shape, self.kernel, self.stride, self.pad, self.dilation)):
-            extent = d * (k - 1) + 1
-            if i + 2 * p < extent:
-                raise ShapeError("kernel extent %d (kernel %d, dilation %d) is larger than the padded input %d "
-                                 "(size %d + 2 x pad %d) on spatial axis %d" % (extent, k, d, i + 2 * p, i, p, axis))
-            out.append(conv_out_size(i, k, s, p, d))
-        return tuple(out)
-
-    def cols(self, x: np.ndarray, out_shape) -> np.ndarray:
-        return im2col(x, self.kernel, self.stride, self.pad, self.dilation, out_shape)
-
-    def col2im(self, cols: np.ndarray, out: np.ndarray) -> None:
-        col2im(cols, out, self.kernel, self.stride, self.pad, self.dilation)
+def _chunks(num: int, per_image: int) -> list[tuple[int, int]]:
+    """Image ranges whose columns take about CHUNK_BYTES (at least one image each)."""
+    step = max(1, min(num, CHUNK_BYTES // max(per_image, 1)))
+    return [(n0, min(n0 + step, num)) for n0 in range(0, num, step)]
 
 
 def _filled(blob: Blob, filler) -> Blob:
@@ -347,14 +166,22 @@ class ConvolutionLayer(_BaseConvolution):
 
     def reshape(self, bottom, top):
         super().reshape(bottom, top)
+        if getattr(self, "_planned", None) == (self.num, self.in_spatial, bottom[0].data.itemsize):
+            return  # same shapes as last time: keep the column plans
+        self._planned = (self.num, self.in_spatial, bottom[0].data.itemsize)
         g = self.geom
-        self.wide = None
+        self.wide = self.back = None
         if WIDE and not g.is_1x1 and all(s == 1 for s in g.stride):
             self.wide = WideColumns(self.in_spatial, g.kernel, g.pad, g.dilation)
+            # The input gradient as a stride-1 convolution of the padded top diff with the flipped kernel,
+            # when its columns are no bigger than col2im's (measured: then it is faster; else slower).
+            back_pad = [d * (k - 1) - p for k, p, d in zip(g.kernel, g.pad, g.dilation)]
+            if min(back_pad) >= 0:
+                back = WideColumns(self.out_spatial, g.kernel, back_pad, g.dilation)
+                if self.num_output * back.run <= self.channels * self.wide.run:
+                    self.back = back
         run = self.wide.run if self.wide else math.prod(self.out_spatial)
-        per_image = self.channels * math.prod(g.kernel) * run * bottom[0].data.itemsize
-        step = max(1, min(self.num, CHUNK_BYTES // max(per_image, 1)))
-        self.chunks = [(n0, min(n0 + step, self.num)) for n0 in range(0, self.num, step)]
+        self.chunks = _chunks(self.num, self.channels * math.prod(g.kernel) * run * bottom[0].data.itemsize)
 
     def _cols(self, x: np.ndarray) -> np.ndarray:
         """Columns (C·∏k, n·L) of the images ``x`` (n, C, *spatial)."""
@@ -414,21 +241,41 @@ class ConvolutionLayer(_BaseConvolution):
                 continue
             dw = self._w("diff")
             dx = self._nd(b.diff, self.channels, self.in_spatial)
+            w_back = self._flipped(w) if propagate_down[i] and self.back is not None else None
             for n0, n1 in self.chunks:
                 dy = self.wide.from_output(dy_nd[n0:n1]) if self.wide is not None else _to_rows(dy3[n0:n1])
                 if need_w:
+                    # dW_g += dY_g X_g^T, computed as (X_g dY_g^T)^T: both operands row-major (faster GEMM)
                     cols = self._cols(x[n0:n1])
+                    dy_t = np.ascontiguousarray(dy.T)
                     for g in range(self.group):
-                        dw[g * go:(g + 1) * go] += dy[g * go:(g + 1) * go] @ cols[g * kdim:(g + 1) * kdim].T
-                    del cols
-                if propagate_down[i]:
-                    dcols = self._grouped(w, dy, np.empty((kdim * self.group, dy.shape[1]), dy.dtype), ta=True)
-                    if self.wide is not None:
-                        self.wide.col2im(dcols, dx[n0:n1])
-                    elif self.geom.is_1x1:
-                        _from_rows(dcols, dx[n0:n1].reshape(n1 - n0, self.channels, -1))
-                    else:
-                        self.geom.col2im(dcols, dx[n0:n1])
+                        dw[g * go:(g + 1) * go] += (cols[g * kdim:(g + 1) * kdim] @ dy_t[:, g * go:(g + 1) * go]).T
+                    del cols, dy_t
+                if not propagate_down[i]:
+                    continue
+                if w_back is not None:
+                    back_cols = self.back.cols(dy_nd[n0:n1])
+                    ci, kb = self.channels // self.group, back_cols.shape[0] // self.group
+                    rows = np.empty((self.channels, back_cols.shape[1]), dy.dtype)
+                    for g in range(self.group):
+                        np.matmul(w_back[g * ci:(g + 1) * ci], back_cols[g * kb:(g + 1) * kb],
+                                  out=rows[g * ci:(g + 1) * ci])
+                    self.back.to_output(rows, dx[n0:n1])
+                    continue
+                dcols = self._grouped(w, dy, np.empty((kdim * self.group, dy.shape[1]), dy.dtype), ta=True)
+                if self.wide is not None:
+                    self.wide.col2im(dcols, dx[n0:n1])
+                elif self.geom.is_1x1:
+                    _from_rows(dcols, dx[n0:n1].reshape(n1 - n0, self.channels, -1))
+                else:
+                    self.geom.col2im(dcols, dx[n0:n1])
+
+    def _flipped(self, w: np.ndarray) -> np.ndarray:
+        """Weights for the input gradient: per group (C/g, O/g·∏k), kernel flipped on every spatial axis."""
+        g, k = self.group, self.geom.kernel
+        go, gi = self.num_output // g, self.channels // g
+        wf = w.reshape((g, go, gi) + k)[(slice(None),) * 3 + (slice(None, None, -1),) * len(k)]
+        return np.ascontiguousarray(wf.swapaxes(1, 2)).reshape(self.channels, go * math.prod(k))
 
 
 @register_layer
@@ -445,16 +292,23 @@ class DeconvolutionLayer(_BaseConvolution):
     type = "Deconvolution"
     reverse = True
 
+    def reshape(self, bottom, top):
+        super().reshape(bottom, top)
+        per_image = self.num_output * math.prod(self.geom.kernel) * math.prod(self.in_spatial) * 4
+        self.chunks = _chunks(self.num, per_image)
+
     def forward(self, bottom, top):
         w = self._w()
         kdim, gi = w.shape[1], self.channels // self.group
         for b, t in zip(bottom, top):
-            x = _to_rows(b.data.reshape(self.num, self.channels, -1))
-            cols = np.empty((kdim * self.group, x.shape[1]), x.dtype)
-            for g in range(self.group):
-                np.matmul(w[g * gi:(g + 1) * gi].T, x[g * gi:(g + 1) * gi], out=cols[g * kdim:(g + 1) * kdim])
+            x3 = b.data.reshape(self.num, self.channels, -1)
             y = self._nd(t.data, self.num_output, self.out_spatial)
-            self.geom.col2im(cols, y)
+            for n0, n1 in self.chunks:
+                x = _to_rows(x3[n0:n1])
+                cols = np.empty((kdim * self.group, x.shape[1]), x.dtype)
+                for g in range(self.group):
+                    np.matmul(w[g * gi:(g + 1) * gi].T, x[g * gi:(g + 1) * gi], out=cols[g * kdim:(g + 1) * kdim])
+                self.geom.col2im(cols, y[n0:n1])
             if self.bias_term:
                 y.reshape(self.num, self.num_output, -1)[...] += self.blobs[1].data[:, None]
 
@@ -468,17 +322,21 @@ class DeconvolutionLayer(_BaseConvolution):
                 self.blobs[1].diff += dy.reshape(self.num, self.num_output, -1).sum(axis=(0, 2))
             if not (need_w or propagate_down[i]):
                 continue
-            dcols = self.geom.cols(dy, self.in_spatial)
-            if need_w:
-                x = _to_rows(b.data.reshape(self.num, self.channels, -1))
-                dw = self._w("diff")
-                for g in range(self.group):
-                    dw[g * gi:(g + 1) * gi] += x[g * gi:(g + 1) * gi] @ dcols[g * kdim:(g + 1) * kdim].T
-            if propagate_down[i]:
-                dx = np.empty((self.channels, dcols.shape[1]), dcols.dtype)
-                for g in range(self.group):
-                    np.matmul(w[g * gi:(g + 1) * gi], dcols[g * kdim:(g + 1) * kdim], out=dx[g * gi:(g + 1) * gi])
-                _from_rows(dx, b.diff.reshape(self.num, self.channels, -1))
+            x3 = b.data.reshape(self.num, self.channels, -1)
+            dx3 = b.diff.reshape(self.num, self.channels, -1)
+            dw = self._w("diff")
+            for n0, n1 in self.chunks:
+                dcols = self.geom.cols(dy[n0:n1], self.in_spatial)
+                if need_w:
+                    x = _to_rows(x3[n0:n1])
+                    for g in range(self.group):
+                        dw[g * gi:(g + 1) * gi] += x[g * gi:(g + 1) * gi] @ dcols[g * kdim:(g + 1) * kdim].T
+                if propagate_down[i]:
+                    dx = np.empty((self.channels, dcols.shape[1]), dcols.dtype)
+                    for g in range(self.group):
+                        np.matmul(w[g * gi:(g + 1) * gi], dcols[g * kdim:(g + 1) * kdim],
+                                  out=dx[g * gi:(g + 1) * gi])
+                    _from_rows(dx, dx3[n0:n1])
 
 
 @register_layer
