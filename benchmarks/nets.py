@@ -1,15 +1,17 @@
 """Forward + backward time per iteration of real Caffe nets, against PyTorch CPU on the same architecture.
 
 Each net comes from the corpus (Caffe's own LeNet, CIFAR10-quick and AlexNet definitions), is built in
-TRAIN phase with ``force_backward`` and the batch size the issue names, and runs forward, a random
-output gradient, and backward (plus clearing the parameter gradients, as a solver iteration does).
-PyTorch, when installed, runs the same layers with the same weights in the same process; the ratio is
-caffelite's median time over PyTorch's (< 1: caffelite is faster).  Also reported: peak traced
-memory of one build + iteration, and the time to build ResNet-152 from its prototxt.
+TRAIN phase with the batch size the issue names and a loss on its output (see :func:`build`), and runs
+a training iteration: clear the parameter gradients, forward, backward.  PyTorch, when installed, runs
+the same layers with the same weights in the same process; the ratio is caffelite's median time over
+PyTorch's (< 1: caffelite is faster), from alternating blocks of iterations (see :func:`run`).  Also
+reported: peak traced memory of one build + iteration, and the time to build ResNet-152 from its
+prototxt.
 
 Run: ``python -m benchmarks.nets`` (or ``make bench``); ``python -m benchmarks.nets --profile [NET...]``
-prints caffelite's time per layer.  Both libraries use their default thread counts (set
-``OPENBLAS_NUM_THREADS`` and ``OMP_NUM_THREADS`` to compare single-threaded).
+prints caffelite's time per layer.  Both libraries use their default thread counts.  With
+``OPENBLAS_NUM_THREADS=1`` caffelite runs its convolutions' image chunks in threads instead of
+threading each matrix product (see caffelite/layers/parallel.py): faster on CIFAR10 and AlexNet.
 """
 
 from __future__ import annotations
@@ -64,17 +66,6 @@ def build(rel: str, batch: int) -> caffelite.Net:
         loss.reduction_param.coeff = 0.5
         loss.loss_weight.append(1.0)
     return caffelite.Net(param, caffelite.TRAIN)
-
-
-def _median_time(step, iters: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(iters):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def caffelite_step(net: caffelite.Net, rng: np.random.Generator):
@@ -204,18 +195,40 @@ def resnet152_build_time(repeats: int = 3) -> float | None:
     return min(times)
 
 
-def run(iters: int = 10) -> list[dict]:
+def _timed(step) -> float:
+    t0 = time.perf_counter()
+    step()
+    return time.perf_counter() - t0
+
+
+def _block(step, n: int) -> list[float]:
+    step()  # after the other library ran: its idle threads may still spin
+    return [_timed(step) for _ in range(n)]
+
+
+def run(iters: int = 10, rounds: int = 3) -> list[dict]:
+    """Per net: median time of each library and their ratio.
+
+    The libraries run in alternating blocks of iterations (``rounds`` blocks each, ``iters`` timed
+    iterations in all), so a change of machine load affects both alike; the first iteration of each
+    block is not timed (PyTorch's OpenMP threads keep spinning for a while after its calls).
+    """
     rows = []
+    per_block = max(1, iters // rounds)
     for name, rel, batch, target in NETS:
         rng = np.random.default_rng(1701)
         net = build(rel, batch)
-        ours = _median_time(caffelite_step(net, rng), iters)
-        step = torch_step(net, rng)
-        theirs = _median_time(step, iters) if step is not None else None
-        rows.append({"net": name, "batch": batch, "caffelite_ms": ours * 1e3,
-                     "torch_ms": theirs * 1e3 if theirs else None,
-                     "ratio": ours / theirs if theirs else None, "target": target,
-                     "peak_mib": peak_memory(rel, batch)})
+        ours = caffelite_step(net, rng)
+        theirs = torch_step(net, rng)
+        ours_t, theirs_t = [], []
+        for _ in range(rounds):
+            ours_t += _block(ours, per_block)
+            if theirs:
+                theirs_t += _block(theirs, per_block)
+        a = statistics.median(ours_t)
+        b = statistics.median(theirs_t) if theirs else None
+        rows.append({"net": name, "batch": batch, "caffelite_ms": a * 1e3, "torch_ms": b * 1e3 if b else None,
+                     "ratio": a / b if b else None, "target": target, "peak_mib": peak_memory(rel, batch)})
     return rows
 
 

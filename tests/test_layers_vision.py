@@ -455,3 +455,73 @@ def test_chunking_does_not_change_gradients(spec, monkeypatch):
         grads.append([top[0].data.copy(), bottom[0].diff.copy()] + [b.diff.copy() for b in layer.blobs])
     for a, b in zip(*grads):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_max_pooling_padding_never_wins_on_negative_inputs():
+    x = -1 - np.random.default_rng(15).random(size=(2, 3, 7, 6))
+    for _ in range(3):  # fresh buffers each time: padding must be written, not assumed
+        _, _, top = run('type: "Pooling" pooling_param { pool: MAX kernel_size: 3 stride: 2 pad: 1 }', x, num_top=2)
+        want, mask = ref_pool(x, "MAX", (3, 3), (2, 2), (1, 1))
+        np.testing.assert_array_equal(top[0].data, want)
+        np.testing.assert_array_equal(top[1].data, mask)
+
+
+@pytest.mark.parametrize("spec,num_top", [
+    ('type: "Pooling" pooling_param { pool: MAX kernel_size: 3 stride: 2 pad: 1 }', 2),
+    ('type: "Pooling" pooling_param { pool: AVE kernel_size: 3 stride: 2 }', 1),
+    ('type: "LRN" lrn_param { local_size: 3 alpha: 0.5 }', 1),
+    ('type: "LRN" lrn_param { local_size: 3 alpha: 0.5 norm_region: WITHIN_CHANNEL }', 1),
+])
+def test_batch_parts_in_threads_give_the_same_numbers(spec, num_top, monkeypatch):
+    import caffelite.layers.parallel as parallel
+    x = np.random.default_rng(16).normal(size=(5, 3, 6, 7))
+    results = []
+    for parallel_min, workers in ((1 << 40, 1), (0, 3)):
+        monkeypatch.setattr(parallel, "PARALLEL_MIN", parallel_min)
+        monkeypatch.setattr(parallel, "WORKERS", workers)
+        layer, bottom, top = run(spec, x, num_top=num_top)
+        top[0].diff[...] = np.random.default_rng(17).normal(size=top[0].shape)
+        layer.run_backward(top, [True], bottom)
+        results.append([t.data.copy() for t in top] + [bottom[0].diff.copy()])
+    if "Pooling" in spec:
+        assert len(layer.parts) == 3
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("params", ["num_output: 4 kernel_size: 3 pad: 1 group: 2",
+                                    "num_output: 3 kernel_size: 3 stride: 2",
+                                    "num_output: 2 kernel_size: 2 pad: 1"])
+def test_convolution_chunks_in_threads_give_identical_numbers(params, monkeypatch):
+    import caffelite.layers.parallel as parallel
+    monkeypatch.setattr(vision, "CHUNK_BYTES", 1)
+    monkeypatch.setattr(parallel, "PARALLEL_MIN", 0)
+    monkeypatch.setattr(parallel, "CHUNK_THREADS", True)
+    x = np.random.default_rng(18).normal(size=(5, 4, 5, 6))
+    results = []
+    for workers in (1, 3):
+        monkeypatch.setattr(parallel, "WORKERS", workers)
+        layer, bottom, top = run('type: "Convolution" convolution_param { %s %s }' % (params, GAUSS), x)
+        top[0].diff[...] = np.random.default_rng(19).normal(size=top[0].shape)
+        layer.run_backward(top, [True], bottom)
+        layer.run_backward(top, [True], bottom)  # parameter diffs accumulate
+        results.append([top[0].data.copy(), bottom[0].diff.copy()] + [b.diff.copy() for b in layer.blobs])
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("channels", [2, 16])  # kernel dims 18 and 144: both weight-gradient products
+def test_convolution_weight_gradient_matches_correlation_formula(channels):
+    rng = np.random.default_rng(20)
+    x = rng.normal(size=(2, channels, 5, 4))
+    layer, bottom, top = run('type: "Convolution" convolution_param { num_output: 3 kernel_size: 3 pad: 1 %s }'
+                             % GAUSS, x)
+    dy = rng.normal(size=top[0].shape)
+    top[0].diff[...] = dy
+    layer.run_backward(top, [True], bottom)
+    xp = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    want = np.zeros((3, channels, 3, 3))
+    for i, j in itertools.product(range(3), range(3)):
+        want[:, :, i, j] = np.einsum("noyx,ncyx->oc", dy, xp[:, :, i:i + 5, j:j + 4])
+    np.testing.assert_allclose(layer.blobs[0].diff, want, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(layer.blobs[1].diff, dy.sum(axis=(0, 2, 3)), rtol=1e-12)

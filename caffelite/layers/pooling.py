@@ -16,6 +16,7 @@ size), over the window clipped to the image.
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -23,11 +24,11 @@ import numpy as np
 from caffelite.common import rng
 from caffelite.errors import LayerError, ShapeError
 from caffelite.layer import TRAIN, Layer, register_layer
+from caffelite.layers.parallel import batch_parts, map_parts
 from caffelite.proto import caffe_pb2
 
 _P = caffe_pb2.PoolingParameter
 FLT_MIN = float(np.finfo(np.float32).tiny)  # Caffe's STOCHASTIC test-time guard against 0/0
-
 
 def pooled_size(size: int, kernel: int, stride: int, pad: int, ceil_mode: bool = True) -> int:
     """Caffe's pooled output size along one axis (see the module docstring)."""
@@ -127,9 +128,21 @@ class _Phases:
         """Planes (s_h, s_w, N, C, length) of ``x`` (N, C, H, W), padded with ``fill``."""
         n, c = x.shape[:2]
         sh, sw = self.stride
-        planes = np.full((sh, sw, n, c, max(self.length, self.hq * self.wq)), fill, x.dtype)
+        planes = np.empty((sh, sw, n, c, max(self.length, self.hq * self.wq)), x.dtype)
+        planes[..., self.hq * self.wq:] = fill
+        filled = set()
         for a, b, rows, cols, prow, pcol in self.copies:
-            self._grid(planes[a, b])[:, :, prow, pcol] = x[:, :, rows, cols]
+            grid = self._grid(planes[a, b])
+            grid[:, :, prow, pcol] = x[:, :, rows, cols]
+            # only the border around the copied block needs the padding value
+            grid[:, :, :prow.start] = fill
+            grid[:, :, prow.stop:] = fill
+            grid[:, :, prow, :pcol.start] = fill
+            grid[:, :, prow, pcol.stop:] = fill
+            filled.add((a, b))
+        for a, b in np.ndindex(sh, sw):
+            if (a, b) not in filled:  # a phase holding no input pixel (kernel larger than the input)
+                planes[a, b] = fill
         return planes
 
     def _grid(self, plane: np.ndarray) -> np.ndarray:
@@ -267,8 +280,23 @@ class Pool2d:
         self.idx = None
         return self.y
 
-    def backward(self, dy: np.ndarray, train: bool = True, idx: np.ndarray | None = None) -> np.ndarray:
-        """Gradient w.r.t. the input of the last forward; ``idx`` overrides the stored argmax (MAX's mask top)."""
+    def backward(self, dy: np.ndarray, train: bool = True, idx: np.ndarray | None = None,
+                 out: np.ndarray | None = None) -> np.ndarray:
+        """Gradient w.r.t. the input of the last forward, written into ``out`` when given (and returned).
+
+        ``idx`` overrides the stored argmax (MAX's mask top).
+        """
+        n, c, h, w = self.in_shape
+        if out is not None and self.method == _P.MAX and idx is None and self.tap is not None:
+            self._tap_backward(dy, out)
+            return out
+        dx = self._backward(dy, train, idx)
+        if out is None:
+            return dx
+        out[...] = dx
+        return out
+
+    def _backward(self, dy, train, idx):
         n, c, h, w = self.in_shape
         if self.method == _P.AVE:
             if self._whole_image((h, w), self.out):
@@ -283,7 +311,11 @@ class Pool2d:
         if idx is not None or self.tap is None:  # Caffe's mask top, or the whole-image argmax
             overlap = any(k > s for k, s in zip(self.kernel, self.stride))
             return _scatter_to_index(dy, self.argmax_index() if idx is None else idx, self.in_shape, overlap)
-        # route each output's gradient to its chosen tap: one contiguous add per tap, on the stride phases
+        return self._tap_backward(dy, np.empty(self.in_shape, dy.dtype))
+
+    def _tap_backward(self, dy, dx):
+        """Route each output's gradient to its chosen tap: one contiguous add per tap, on the stride phases."""
+        n, c = self.in_shape[:2]
         ph = self.phases
         dy_wide = np.zeros(self.tap.shape, dy.dtype)
         ph.valid(dy_wide)[...] = dy  # zero in the garbage columns: they add nothing
@@ -292,7 +324,6 @@ class Pool2d:
         for t, view in enumerate(ph.tap_views(acc)):
             np.equal(self.tap, t, out=sel)
             view += dy_wide * sel
-        dx = np.empty(self.in_shape, dy.dtype)
         ph.merge(acc, dx)
         return dx
 
@@ -381,17 +412,32 @@ class PoolingLayer(Layer):
         self.pool.out = self.pool.out_shape((h, w))
         for t in top:
             t.reshape((n, c) + self.pool.out)
+        # parts of the batch pooled in parallel, each with its own state; STOCHASTIC draws in one piece
+        self.parts = batch_parts(n, bottom[0].count) if self.pool.method != _P.STOCHASTIC else [slice(0, n)]
+        self.pools = [self.pool] + [copy.copy(self.pool) for _ in self.parts[1:]]
 
     def forward(self, bottom, top):
-        top[0].data[...] = self.pool.forward(bottom[0].data, self.phase == TRAIN)
-        if len(top) > 1:
-            top[1].data[...] = self.pool.argmax_index()
+        train = self.phase == TRAIN
+        x, y, mask = bottom[0].data, top[0].data, top[1].data if len(top) > 1 else None
+
+        def part(k):
+            pool, n = self.pools[k], self.parts[k]
+            y[n] = pool.forward(x[n], train)
+            if mask is not None:
+                mask[n] = pool.argmax_index()
+        map_parts(part, range(len(self.parts)))
 
     def backward(self, top, propagate_down, bottom):
         if not propagate_down[0]:
             return
-        idx = top[1].data.astype(np.int64) if len(top) > 1 else None  # Caffe reads the mask top when there is one
-        bottom[0].diff[...] = self.pool.backward(top[0].diff, self.phase == TRAIN, idx)
+        train = self.phase == TRAIN
+        dy, dx = top[0].diff, bottom[0].diff  # here, not in the threads: a blob allocates its diff lazily
+
+        def part(k):
+            pool, n = self.pools[k], self.parts[k]
+            idx = top[1].data[n].astype(np.int64) if len(top) > 1 else None  # Caffe reads the mask top
+            pool.backward(dy[n], train, idx, out=dx[n])
+        map_parts(part, range(len(self.parts)))
 
 
 @register_layer

@@ -29,6 +29,7 @@ from caffelite.blob import Blob
 from caffelite.errors import BackwardError, LayerError, ShapeError
 from caffelite.filler import fill
 from caffelite.layer import Layer, register_layer
+from caffelite.layers import parallel
 from caffelite.layers.im2col import ConvGeometry, WideColumns, deconv_out_size
 
 # Columns are built for about this many bytes of images at a time (at least one image): the buffers stay
@@ -181,7 +182,8 @@ class ConvolutionLayer(_BaseConvolution):
                 if self.num_output * back.run <= self.channels * self.wide.run:
                     self.back = back
         run = self.wide.run if self.wide else math.prod(self.out_spatial)
-        self.chunks = _chunks(self.num, self.channels * math.prod(g.kernel) * run * bottom[0].data.itemsize)
+        self.col_count = self.num * self.channels * math.prod(g.kernel) * run  # values in all the columns
+        self.chunks = _chunks(self.num, self.col_count // self.num * bottom[0].data.itemsize)
 
     def _cols(self, x: np.ndarray) -> np.ndarray:
         """Columns (C·∏k, n·L) of the images ``x`` (n, C, *spatial)."""
@@ -201,6 +203,12 @@ class ConvolutionLayer(_BaseConvolution):
             np.matmul(ag.T if ta else ag, b[g * kb:(g + 1) * kb], out=out[g * ko:(g + 1) * ko])
         return out
 
+    def _map_chunks(self, fn) -> list:
+        """``fn`` on every image chunk; in worker threads for big layers when the BLAS is single-threaded."""
+        if self.col_count < parallel.PARALLEL_MIN or not parallel.CHUNK_THREADS:
+            return [fn(chunk) for chunk in self.chunks]
+        return parallel.map_parts(fn, self.chunks)
+
     def forward(self, bottom, top):
         w = self._w()
         for b, t in zip(bottom, top):
@@ -210,19 +218,20 @@ class ConvolutionLayer(_BaseConvolution):
             if self.geom.is_1x1 and self.group == 1:  # no im2col: one product per image, straight into top
                 np.matmul(w, x.reshape(self.num, self.channels, -1), out=y3)
             else:
-                for n0, n1 in self.chunks:
+                def chunk(span, x=x, y=y, y3=y3):
+                    n0, n1 = span
                     cols = self._cols(x[n0:n1])
                     rows = self._grouped(w, cols, np.empty((self.num_output, cols.shape[1]), x.dtype))
                     if self.wide is not None:
                         self.wide.to_output(rows, y[n0:n1])
                     else:
                         _from_rows(rows, y3[n0:n1])
+                self._map_chunks(chunk)
             if self.bias_term:
                 y3 += self.blobs[1].data[:, None]
 
     def backward(self, top, propagate_down, bottom):
         w = self._w()
-        kdim, go = w.shape[1], self.num_output // self.group
         need_w = self.param_propagate_down_at(0)
         for i, (b, t) in enumerate(zip(bottom, top)):
             dy_nd = self._nd(t.diff, self.num_output, self.out_spatial)
@@ -239,36 +248,54 @@ class ConvolutionLayer(_BaseConvolution):
                 if propagate_down[i]:
                     np.matmul(w.T, dy3, out=b.diff.reshape(x3.shape))
                 continue
-            dw = self._w("diff")
-            dx = self._nd(b.diff, self.channels, self.in_spatial)
+            dw = self._w("diff")  # read the diffs here, not in the threads: blobs allocate them lazily
+            dx = self._nd(b.diff, self.channels, self.in_spatial) if propagate_down[i] else None
             w_back = self._flipped(w) if propagate_down[i] and self.back is not None else None
-            for n0, n1 in self.chunks:
-                dy = self.wide.from_output(dy_nd[n0:n1]) if self.wide is not None else _to_rows(dy3[n0:n1])
-                if need_w:
-                    # dW_g += dY_g X_g^T, computed as (X_g dY_g^T)^T: both operands row-major (faster GEMM)
-                    cols = self._cols(x[n0:n1])
-                    dy_t = np.ascontiguousarray(dy.T)
-                    for g in range(self.group):
-                        dw[g * go:(g + 1) * go] += (cols[g * kdim:(g + 1) * kdim] @ dy_t[:, g * go:(g + 1) * go]).T
-                    del cols, dy_t
-                if not propagate_down[i]:
-                    continue
-                if w_back is not None:
-                    back_cols = self.back.cols(dy_nd[n0:n1])
-                    ci, kb = self.channels // self.group, back_cols.shape[0] // self.group
-                    rows = np.empty((self.channels, back_cols.shape[1]), dy.dtype)
-                    for g in range(self.group):
-                        np.matmul(w_back[g * ci:(g + 1) * ci], back_cols[g * kb:(g + 1) * kb],
-                                  out=rows[g * ci:(g + 1) * ci])
-                    self.back.to_output(rows, dx[n0:n1])
-                    continue
-                dcols = self._grouped(w, dy, np.empty((kdim * self.group, dy.shape[1]), dy.dtype), ta=True)
-                if self.wide is not None:
-                    self.wide.col2im(dcols, dx[n0:n1])
-                elif self.geom.is_1x1:
-                    _from_rows(dcols, dx[n0:n1].reshape(n1 - n0, self.channels, -1))
-                else:
-                    self.geom.col2im(dcols, dx[n0:n1])
+
+            def chunk(span, x=x, dy_nd=dy_nd, dy3=dy3, dx=dx, w_back=w_back):
+                return self._backward_chunk(span, w, x, dy_nd, dy3, dx, w_back, need_w)
+            for partial in self._map_chunks(chunk):  # summed in chunk order: same numbers as serial
+                if partial is not None:
+                    dw += partial
+
+    def _backward_chunk(self, span, w, x, dy_nd, dy3, dx, w_back, need_w):
+        """Images n0:n1: write their input gradient into ``dx`` (if any), return their weight gradient."""
+        n0, n1 = span
+        kdim, go = w.shape[1], self.num_output // self.group
+        dy = self.wide.from_output(dy_nd[n0:n1]) if self.wide is not None else _to_rows(dy3[n0:n1])
+        partial = None
+        if need_w:
+            # dW_g = dY_g X_g^T; for long kernels as (X_g dY_g^T)^T, both operands row-major: a faster GEMM
+            # than the transposed one, worth the copy of dY (measured: from kdim ~100 on)
+            cols = self._cols(x[n0:n1])
+            partial = np.empty(w.shape, w.dtype)
+            if kdim >= 128:
+                dy_t = np.ascontiguousarray(dy.T)
+                for g in range(self.group):
+                    partial[g * go:(g + 1) * go] = (cols[g * kdim:(g + 1) * kdim] @ dy_t[:, g * go:(g + 1) * go]).T
+            else:
+                for g in range(self.group):
+                    np.matmul(dy[g * go:(g + 1) * go], cols[g * kdim:(g + 1) * kdim].T,
+                              out=partial[g * go:(g + 1) * go])
+            del cols
+        if dx is None:
+            return partial
+        if w_back is not None:
+            back_cols = self.back.cols(dy_nd[n0:n1])
+            ci, kb = self.channels // self.group, back_cols.shape[0] // self.group
+            rows = np.empty((self.channels, back_cols.shape[1]), dy.dtype)
+            for g in range(self.group):
+                np.matmul(w_back[g * ci:(g + 1) * ci], back_cols[g * kb:(g + 1) * kb], out=rows[g * ci:(g + 1) * ci])
+            self.back.to_output(rows, dx[n0:n1])
+            return partial
+        dcols = self._grouped(w, dy, np.empty((kdim * self.group, dy.shape[1]), dy.dtype), ta=True)
+        if self.wide is not None:
+            self.wide.col2im(dcols, dx[n0:n1])
+        elif self.geom.is_1x1:
+            _from_rows(dcols, dx[n0:n1].reshape(n1 - n0, self.channels, -1))
+        else:
+            self.geom.col2im(dcols, dx[n0:n1])
+        return partial
 
     def _flipped(self, w: np.ndarray) -> np.ndarray:
         """Weights for the input gradient: per group (C/g, O/g·∏k), kernel flipped on every spatial axis."""
