@@ -50,6 +50,26 @@ def _norm(param, blob: Blob) -> float:
     return float(fan_in)
 
 
+def _uniform(g: np.random.Generator, data: np.ndarray, low: float, high: float) -> None:
+    """U(low, high) straight into ``data`` (float32 draws for float32 blobs: no float64 temporary)."""
+    if data.dtype in (np.float32, np.float64):
+        g.random(out=data.reshape(-1), dtype=data.dtype)
+        data *= high - low
+        data += low
+    else:
+        data[...] = g.uniform(low, high, data.shape)
+
+
+def _normal(g: np.random.Generator, data: np.ndarray, mean: float, std: float) -> None:
+    """N(mean, std²) straight into ``data``."""
+    if data.dtype in (np.float32, np.float64):
+        g.standard_normal(out=data.reshape(-1), dtype=data.dtype)
+        data *= std
+        data += mean
+    else:
+        data[...] = g.normal(mean, std, data.shape)
+
+
 def fill(blob: Blob, param=None) -> Blob:
     """Fill ``blob`` in place as the FillerParameter ``param`` says (default: constant 0)."""
     if param is None:
@@ -63,26 +83,26 @@ def fill(blob: Blob, param=None) -> Blob:
         data[...] = param.value
         _no_sparse(param, kind)
     elif kind == "uniform":
-        data[...] = g.uniform(param.min, param.max, data.shape)
+        _uniform(g, data, param.min, param.max)
         _no_sparse(param, kind)
     elif kind == "gaussian":
-        data[...] = g.normal(param.mean, param.std, data.shape)
+        _normal(g, data, param.mean, param.std)
         if param.sparse < -1:
             raise LayerError("gaussian filler: sparse must be >= -1, got %d" % param.sparse, field="sparse")
         if param.sparse >= 0:
             p = param.sparse / float(blob.shape[0])
             data *= g.random(data.shape) < p
     elif kind == "positive_unitball":
-        data[...] = g.uniform(0.0, 1.0, data.shape)
+        _uniform(g, data, 0.0, 1.0)
         rows = data.reshape(blob.shape[0] if blob.shape else 1, -1)
         rows /= rows.sum(axis=1, keepdims=True)
         _no_sparse(param, kind)
     elif kind == "xavier":
         scale = math.sqrt(3.0 / _norm(param, blob))
-        data[...] = g.uniform(-scale, scale, data.shape)
+        _uniform(g, data, -scale, scale)
         _no_sparse(param, kind)
     elif kind == "msra":
-        data[...] = g.normal(0.0, math.sqrt(2.0 / _norm(param, blob)), data.shape)
+        _normal(g, data, 0.0, math.sqrt(2.0 / _norm(param, blob)))
         _no_sparse(param, kind)
     elif kind == "bilinear":
         if len(blob.shape) != 4:
