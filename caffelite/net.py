@@ -20,6 +20,7 @@ from caffelite.errors import (
     BackwardError,
     BlobMemoryError,
     CaffeliteError,
+    FileFormatError,
     LayerError,
     NetError,
     ShapeError,
@@ -609,7 +610,11 @@ class Net:
             from caffelite.hdf5 import load_net_hdf5
             load_net_hdf5(self, path)
             return
-        copy_weights(self._layer_names, self.layers, read_net_param_binary(path), path)
+        source = read_net_param_binary(path)
+        if not len(source.layer) and not len(source.layers):
+            raise FileFormatError("weights file %s holds no layers: empty, truncated, or not a .caffemodel" % path,
+                                  file=path)
+        copy_weights(self._layer_names, self.layers, source, path)
 
     def share_with(self, other: Net) -> None:
         """Caffe's ShareTrainedLayersWith: alias the parameter data of same-named layers."""

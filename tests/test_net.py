@@ -346,3 +346,23 @@ def test_legacy_4d_weights_load_into_2d_params(tmp_path):
     net.copy_from(legacy)
     np.testing.assert_array_equal(net.params["ip"][0].data, np.arange(6).reshape(2, 3))
     np.testing.assert_array_equal(net.params["ip"][1].data, [7, 8])
+
+
+def test_empty_weights_file_is_an_error_not_a_silent_no_op(tmp_path):
+    path = tmp_path / "empty.caffemodel"
+    path.write_bytes(b"")
+    net = caffelite.Net(write(tmp_path, SHARED), caffelite.TRAIN)
+    with pytest.raises(caffelite.FileFormatError, match="holds no layers"):
+        net.copy_from(str(path))
+
+
+def test_weights_truncated_anywhere_fail_cleanly(tmp_path):
+    net = caffelite.Net(write(tmp_path, SHARED), caffelite.TRAIN)
+    full = tmp_path / "w.caffemodel"
+    net.save(str(full))
+    data = full.read_bytes()
+    cut = tmp_path / "cut.caffemodel"
+    for n in range(0, len(data), max(1, len(data) // 50)):
+        cut.write_bytes(data[:n])
+        with pytest.raises(caffelite.CaffeliteError):
+            net.copy_from(str(cut))
