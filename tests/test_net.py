@@ -366,3 +366,17 @@ def test_weights_truncated_anywhere_fail_cleanly(tmp_path):
         cut.write_bytes(data[:n])
         with pytest.raises(caffelite.CaffeliteError):
             net.copy_from(str(cut))
+
+
+def test_forward_only_net_allocates_no_diffs():
+    """Diffs are allocated lazily: a deploy net that only runs forward holds no gradient memory."""
+    import os
+
+    path = os.path.join(os.path.dirname(__file__), "corpus", "BVLC__caffe", "models", "bvlc_googlenet",
+                        "deploy.prototxt")
+    net = caffelite.Net(path, caffelite.TEST)
+    net.blobs["data"].reshape(1, 3, 224, 224)
+    net.reshape()
+    net.forward()
+    assert not [n for n, b in net.blobs.items() if b.has_diff]
+    assert not [n for n, ps in net.params.items() for p in ps if p.has_diff]
