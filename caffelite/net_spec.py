@@ -96,8 +96,8 @@ class Function:
         self.type_name = type_name
         for i, inp in enumerate(inputs):
             if not isinstance(inp, Top):
-                raise TypeError("%s input %d is not a Top (type is %s); did you pass a Function with "
-                                "ntop=0, or a tuple of tops?" % (type_name, i, type(inp)))
+                # pycaffe's exact words: scripts and pycaffe's own tests match on them
+                raise TypeError("%s input %d is not a Top (type is %s)" % (type_name, i, type(inp)))
         self.inputs = inputs
         self.params = dict(params)
         self.ntop = self.params.pop("ntop", 1)
