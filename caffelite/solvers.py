@@ -484,7 +484,8 @@ class Solver:
             self.restore(resume_file)
         start_iter = self.iter
         self.step(p.max_iter - self.iter)
-        if p.snapshot_after_train and (not p.snapshot or self.iter % p.snapshot != 0):
+        # a stop request (Ctrl-C) always snapshots, even without snapshot_after_train: no training is lost
+        if (p.snapshot_after_train or self.requested_early_exit) and (not p.snapshot or self.iter % p.snapshot != 0):
             self.snapshot()
         if self.requested_early_exit:
             log.info("Optimization stopped early.")

@@ -383,6 +383,19 @@ def test_sigint_stops_with_a_snapshot(tmp_path, monkeypatch):
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
 
 
+def test_sigint_snapshots_even_without_snapshot_after_train(tmp_path, monkeypatch):
+    """Deliberately beyond Caffe: a Ctrl-C stop always leaves a snapshot, so no training is lost."""
+    monkeypatch.chdir(tmp_path)
+    _write_solver(tmp_path, 'base_lr: 0.01 lr_policy: "fixed" snapshot_after_train: false')
+    solver = caffelite.get_solver("solver.prototxt")
+    _signal_at(solver, 2, signal.SIGINT)
+    with solvers.SignalHandler() as handler:
+        solver.set_action_function(handler.action)
+        solver.solve()
+    assert solver.iter == 3 and solver.requested_early_exit
+    assert sorted(p.name for p in tmp_path.glob("snap_*")) == ["snap_iter_3.caffemodel", "snap_iter_3.solverstate"]
+
+
 def test_sigint_effect_snapshot_goes_on(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     _write_solver(tmp_path, 'base_lr: 0.01 lr_policy: "fixed" snapshot_after_train: false')

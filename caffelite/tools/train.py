@@ -4,8 +4,9 @@ Caffe: tools/caffe.cpp (``train``), src/caffe/util/signal_handler.cpp.
 
 The log goes to stderr (and to ``--log FILE``) in glog's line format, so Caffe's log parsers
 (``tools/extra/parse_log.py``, ``caffelite plot-log``) read it unchanged.  Ctrl-C stops after the
-current iteration and, with the solver's default ``snapshot_after_train``, leaves a snapshot to
-``--snapshot`` from; SIGHUP snapshots and goes on (``--sigint_effect`` / ``--sighup_effect``).
+current iteration and always leaves a snapshot to ``--snapshot`` from (even with
+``snapshot_after_train: false``, where Caffe would lose the training); SIGHUP snapshots and goes on
+(``--sigint_effect`` / ``--sighup_effect``).
 """
 
 from __future__ import annotations
