@@ -10,7 +10,7 @@ already have::
 
 from caffelite._version import __version__
 from caffelite.blob import Blob
-from caffelite.common import set_device, set_mode_cpu, set_mode_gpu, set_random_seed
+from caffelite.common import has_nccl, set_device, set_mode_cpu, set_mode_gpu, set_random_seed
 from caffelite.errors import (
     BackwardError,
     BlobMemoryError,
@@ -19,6 +19,7 @@ from caffelite.errors import (
     FileFormatError,
     LabelError,
     LayerError,
+    MissingDependencyError,
     NetError,
     ProtoError,
     ShapeError,
@@ -42,10 +43,10 @@ from caffelite.solvers import (
 
 __all__ = [
     "__version__", "Blob", "Layer", "Net", "TRAIN", "TEST", "layer_type_list", "register_layer",
-    "set_mode_cpu", "set_mode_gpu", "set_device", "set_random_seed",
+    "set_mode_cpu", "set_mode_gpu", "set_device", "set_random_seed", "has_nccl",
     "CaffeliteError", "ProtoError", "FileFormatError", "CaffeFileNotFoundError", "NetError",
     "UnknownLayerTypeError", "LayerError", "ShapeError", "LabelError", "BackwardError", "WeightsError",
-    "BlobMemoryError", "SolverError", "UnsupportedError",
+    "BlobMemoryError", "SolverError", "UnsupportedError", "MissingDependencyError",
     "get_solver", "Solver", "SGDSolver", "NesterovSolver", "AdaGradSolver", "RMSPropSolver", "AdaDeltaSolver",
     "AdamSolver",
 ]
