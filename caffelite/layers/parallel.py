@@ -9,18 +9,70 @@ is allocated on first use: read it before handing parts to threads.
 
 from __future__ import annotations
 
+import ctypes
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+
+import numpy  # noqa: F401  (loads the BLAS that _openblas_threads looks for)
 
 WORKERS = min(4, os.cpu_count() or 1)
 PARALLEL_MIN = 1 << 18  # below this many values a batch is not split (a thread hand-off costs ~50 us)
-# Convolution's image chunks (im2col + matrix product + col2im) go to threads only when the BLAS was
-# told to use one thread: a multi-threaded BLAS called from several threads at once contends with them
-# (measured on 2 cores, AlexNet batch 10: 616 -> 724 ms), while one-thread BLAS + chunk threads is the
-# fastest setting (CIFAR10-quick batch 100: 147 ms, against 179 ms with BLAS threads alone).
+# Convolution's image chunks (im2col + matrix product + col2im) and big InnerProduct products go to
+# threads with a one-thread BLAS: a multi-threaded BLAS called from several threads at once contends
+# with them (measured on 2 cores, AlexNet batch 10: 616 -> 724 ms), while one-thread BLAS + chunk
+# threads is the fastest setting (CIFAR10-quick batch 100: 147 ms, against 179 ms with BLAS threads
+# alone).  When the environment already asks for one BLAS thread (CHUNK_THREADS), nothing is switched;
+# otherwise single_threaded_blas switches OpenBLAS to one thread for the duration.
 CHUNK_THREADS = any(os.environ.get(v) == "1" for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"))
 _executor: ThreadPoolExecutor | None = None
+
+
+def _openblas_threads():
+    """(get, set) of the thread count of the OpenBLAS loaded by NumPy; None when not found (another BLAS,
+    not Linux): then nothing is switched."""
+    try:
+        with open("/proc/self/maps") as f:
+            paths = {line.split()[-1] for line in f if "openblas" in line.rsplit("/", 1)[-1].lower()}
+        for path in sorted(paths):
+            lib = ctypes.CDLL(path)
+            for prefix, suffix in (("scipy_openblas", "64_"), ("openblas", "64_"), ("openblas", ""),
+                                   ("scipy_openblas", "")):
+                get = getattr(lib, "%s_get_num_threads%s" % (prefix, suffix), None)
+                set_ = getattr(lib, "%s_set_num_threads%s" % (prefix, suffix), None)
+                if get is not None and set_ is not None:
+                    get.restype, set_.argtypes = ctypes.c_int, [ctypes.c_int]
+                    return get, set_
+    except OSError:
+        pass
+    return None
+
+
+_BLAS = _openblas_threads()
+
+
+@contextmanager
+def single_threaded_blas() -> Iterator[bool]:
+    """For the duration, OpenBLAS runs one thread per call, so that chunks of work in threads do not
+    contend with its threads (measured on 2 cores: CIFAR10-quick 170 -> 126 ms); yields whether
+    parts may go to threads (False when the BLAS thread count could not be set).  Call it from one
+    thread only, not while another thread is in a BLAS call."""
+    if CHUNK_THREADS or WORKERS < 2:
+        yield CHUNK_THREADS and WORKERS >= 2
+        return
+    if _BLAS is None:
+        yield False
+        return
+    get, set_ = _BLAS
+    n = get()
+    if n > 1:
+        set_(1)
+    try:
+        yield True
+    finally:
+        if n > 1:
+            set_(n)
 
 
 def batch_parts(num: int, count: int) -> list[slice]:

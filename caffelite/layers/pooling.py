@@ -231,9 +231,9 @@ class Pool2d:
         for t, v in enumerate(self.phases.tap_views(self.phases.split(x, -np.inf))):
             np.greater(v, best, out=hit)
             np.maximum(best, v, out=best)
-            np.subtract(t, tap, out=step)  # tap <- t where hit
-            step *= hit
-            tap += step
+            # tap <- t where hit: the taps so far are all below t, so a maximum with t·hit does it
+            np.multiply(hit.view(np.int8), tap.dtype.type(t), out=step)
+            np.maximum(tap, step, out=tap)
         self.tap, self.idx = tap, None
         return self.phases.valid(best)
 

@@ -30,7 +30,7 @@ from caffelite.errors import BackwardError, LayerError, ShapeError
 from caffelite.filler import fill
 from caffelite.layer import Layer, register_layer
 from caffelite.layers import parallel
-from caffelite.layers.im2col import ConvGeometry, WideColumns, deconv_out_size
+from caffelite.layers.im2col import ConvGeometry, WideColumns, Workspace, deconv_out_size
 
 # Columns are built for about this many bytes of images at a time (at least one image): the buffers stay
 # in cache and below malloc's mmap threshold instead of a fresh, page-faulting multi-MB array per call
@@ -43,7 +43,9 @@ WIDE = True
 def _chunks(num: int, per_image: int) -> list[tuple[int, int]]:
     """Image ranges whose columns take about CHUNK_BYTES (at least one image each)."""
     step = max(1, min(num, CHUNK_BYTES // max(per_image, 1)))
-    return [(n0, min(n0 + step, num)) for n0 in range(0, num, step)]
+    parts = -(-num // step)  # as many chunks, balanced (for the threads)
+    bounds = [num * i // parts for i in range(parts + 1)]
+    return list(zip(bounds[:-1], bounds[1:]))
 
 
 def _filled(blob: Blob, filler) -> Blob:
@@ -171,6 +173,8 @@ class ConvolutionLayer(_BaseConvolution):
             return  # same shapes as last time: keep the column plans
         self._planned = (self.num, self.in_spatial, bottom[0].data.itemsize)
         g = self.geom
+        # scratch arrays of the products (and of the columns: g.ws, self.wide.ws), new for new shapes
+        self.ws = g.ws = Workspace()
         self.wide = self.back = None
         if WIDE and not g.is_1x1 and all(s == 1 for s in g.stride):
             self.wide = WideColumns(self.in_spatial, g.kernel, g.pad, g.dilation)
@@ -178,7 +182,7 @@ class ConvolutionLayer(_BaseConvolution):
             # when its columns are no bigger than col2im's (measured: then it is faster; else slower).
             back_pad = [d * (k - 1) - p for k, p, d in zip(g.kernel, g.pad, g.dilation)]
             if min(back_pad) >= 0:
-                back = WideColumns(self.out_spatial, g.kernel, back_pad, g.dilation)
+                back = WideColumns(self.out_spatial, g.kernel, back_pad, g.dilation, role="back")
                 if self.num_output * back.run <= self.channels * self.wide.run:
                     self.back = back
         run = self.wide.run if self.wide else math.prod(self.out_spatial)
@@ -204,31 +208,37 @@ class ConvolutionLayer(_BaseConvolution):
         return out
 
     def _map_chunks(self, fn) -> list:
-        """``fn`` on every image chunk; in worker threads for big layers when the BLAS is single-threaded."""
-        if self.col_count < parallel.PARALLEL_MIN or not parallel.CHUNK_THREADS:
+        """``fn`` on every image chunk; for big layers in worker threads, the BLAS single-threaded meanwhile."""
+        if self.col_count < parallel.PARALLEL_MIN or len(self.chunks) < 2:
             return [fn(chunk) for chunk in self.chunks]
-        return parallel.map_parts(fn, self.chunks)
+        with parallel.single_threaded_blas() as threads:
+            if threads:
+                return parallel.map_parts(fn, self.chunks)
+        return [fn(chunk) for chunk in self.chunks]
 
     def forward(self, bottom, top):
         w = self._w()
+        bias = self.blobs[1].data[:, None] if self.bias_term else None
         for b, t in zip(bottom, top):
             x = self._nd(b.data, self.channels, self.in_spatial)
             y = self._nd(t.data, self.num_output, self.out_spatial)
             y3 = y.reshape(self.num, self.num_output, -1)
             if self.geom.is_1x1 and self.group == 1:  # no im2col: one product per image, straight into top
                 np.matmul(w, x.reshape(self.num, self.channels, -1), out=y3)
+                if bias is not None:
+                    y3 += bias
             else:
                 def chunk(span, x=x, y=y, y3=y3):
                     n0, n1 = span
                     cols = self._cols(x[n0:n1])
-                    rows = self._grouped(w, cols, np.empty((self.num_output, cols.shape[1]), x.dtype))
+                    rows = self._grouped(w, cols, self.ws.get("rows", (self.num_output, cols.shape[1]), x.dtype))
+                    if bias is not None:  # here, while the products are in cache
+                        rows += bias
                     if self.wide is not None:
                         self.wide.to_output(rows, y[n0:n1])
                     else:
                         _from_rows(rows, y3[n0:n1])
                 self._map_chunks(chunk)
-            if self.bias_term:
-                y3 += self.blobs[1].data[:, None]
 
     def backward(self, top, propagate_down, bottom):
         w = self._w()
@@ -265,12 +275,14 @@ class ConvolutionLayer(_BaseConvolution):
         dy = self.wide.from_output(dy_nd[n0:n1]) if self.wide is not None else _to_rows(dy3[n0:n1])
         partial = None
         if need_w:
-            # dW_g = dY_g X_g^T; for long kernels as (X_g dY_g^T)^T, both operands row-major: a faster GEMM
-            # than the transposed one, worth the copy of dY (measured: from kdim ~100 on)
+            # dW_g = dY_g X_g^T; when the images are long next to the outputs, as (X_g dY_g^T)^T, both operands
+            # row-major: a faster GEMM than the transposed one, worth the copy of dY (measured with a one-thread
+            # BLAS: CIFAR10's conv1 and conv2 25-35% faster; AlexNet's conv3-5, few positions, 20% slower)
             cols = self._cols(x[n0:n1])
             partial = np.empty(w.shape, w.dtype)
-            if kdim >= 128:
-                dy_t = np.ascontiguousarray(dy.T)
+            if dy.shape[1] >= 8 * go:
+                dy_t = self.ws.get("dy_t", dy.shape[::-1], dy.dtype)
+                dy_t[...] = dy.T
                 for g in range(self.group):
                     partial[g * go:(g + 1) * go] = (cols[g * kdim:(g + 1) * kdim] @ dy_t[:, g * go:(g + 1) * go]).T
             else:
@@ -283,12 +295,12 @@ class ConvolutionLayer(_BaseConvolution):
         if w_back is not None:
             back_cols = self.back.cols(dy_nd[n0:n1])
             ci, kb = self.channels // self.group, back_cols.shape[0] // self.group
-            rows = np.empty((self.channels, back_cols.shape[1]), dy.dtype)
+            rows = self.ws.get("back_rows", (self.channels, back_cols.shape[1]), dy.dtype)
             for g in range(self.group):
                 np.matmul(w_back[g * ci:(g + 1) * ci], back_cols[g * kb:(g + 1) * kb], out=rows[g * ci:(g + 1) * ci])
             self.back.to_output(rows, dx[n0:n1])
             return partial
-        dcols = self._grouped(w, dy, np.empty((kdim * self.group, dy.shape[1]), dy.dtype), ta=True)
+        dcols = self._grouped(w, dy, self.ws.get("dcols", (kdim * self.group, dy.shape[1]), dy.dtype), ta=True)
         if self.wide is not None:
             self.wide.col2im(dcols, dx[n0:n1])
         elif self.geom.is_1x1:
