@@ -9,9 +9,8 @@ reported: peak traced memory of one build + iteration, and the time to build Res
 prototxt.
 
 Run: ``python -m benchmarks.nets`` (or ``make bench``); ``python -m benchmarks.nets --profile [NET...]``
-prints caffelite's time per layer.  Both libraries use their default thread counts.  With
-``OPENBLAS_NUM_THREADS=1`` caffelite runs its convolutions' image chunks in threads instead of
-threading each matrix product (see caffelite/layers/parallel.py): faster on CIFAR10 and AlexNet.
+prints caffelite's time per layer.  Both libraries use their default thread counts (caffelite runs
+its convolutions' image chunks in threads over a one-thread BLAS: see caffelite/layers/parallel.py).
 """
 
 from __future__ import annotations
@@ -173,7 +172,18 @@ def profile(name: str, iters: int = 5) -> list[tuple[str, str, float, float]]:
 
 
 def peak_memory(rel: str, batch: int) -> float:
-    """MiB: peak traced allocation of building the net and one iteration."""
+    """MiB: peak traced allocation of building the net and one iteration, in a fresh process (the
+    layers keep scratch buffers between iterations, which an earlier run here would already hold)."""
+    import subprocess
+    import sys
+
+    code = "from benchmarks.nets import _peak_memory_here; print(_peak_memory_here(%r, %d))" % (rel, batch)
+    out = subprocess.run([sys.executable, "-c", code], cwd=os.path.join(HERE, ".."), capture_output=True,
+                         text=True, check=True)
+    return float(out.stdout.split()[-1])
+
+
+def _peak_memory_here(rel: str, batch: int) -> float:
     tracemalloc.start()
     net = build(rel, batch)
     caffelite_step(net, np.random.default_rng(0))()

@@ -144,12 +144,17 @@ def softmax(x: np.ndarray, axis: int, out: np.ndarray) -> np.ndarray:
 
     Works in place in ``out``; the only temporaries are the per-position max and sum.
     """
+    np.divide(out, softmax_exp(x, axis, out), out=out)
+    return out
+
+
+def softmax_exp(x: np.ndarray, axis: int, out: np.ndarray) -> np.ndarray:
+    r"""The unnormalised half of :func:`softmax`: :math:`e^{x_c - \max_k x_k}` into ``out``;
+    returns the sums :math:`\sum_j e^{x_j - \max_k x_k}` (keepdims) that normalise it."""
     m = x.max(axis=axis, keepdims=True)
     np.subtract(x, m, out=out)
     np.exp(out, out=out)
-    s = out.sum(axis=axis, keepdims=True)
-    np.divide(out, s, out=out)
-    return out
+    return out.sum(axis=axis, keepdims=True)
 
 
 def outer_channels_inner(shape, axis):

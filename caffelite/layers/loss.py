@@ -10,7 +10,8 @@ import numpy as np
 from caffelite.blob import Blob
 from caffelite.errors import BackwardError, LabelError, LayerError, ShapeError
 from caffelite.layer import Layer, register_layer
-from caffelite.layers.common import outer_channels_inner, softmax
+from caffelite.layers import parallel
+from caffelite.layers.common import outer_channels_inner, softmax_exp
 from caffelite.proto import caffe_pb2
 
 FLT_MIN = np.float32(np.finfo(np.float32).tiny)
@@ -86,15 +87,16 @@ def read_labels(label: np.ndarray, num_classes: int, ignore_label: int | None, s
     A label outside [0, num_classes) that is not the ignore label is an error naming the value,
     its position and the valid range (Caffe would read out of bounds).
     """
-    if not np.all(np.isfinite(label)):
-        flat = int(np.flatnonzero(~np.isfinite(label.ravel()))[0])
-        pos = tuple(int(i) for i in np.unravel_index(flat, shape_for_msg))
-        raise LabelError("label at position %s is %s, not a class index" % (pos, label.ravel()[flat]))
-    ints = label.astype(np.int64)
+    with np.errstate(invalid="ignore"):  # NaN and inf cast to garbage, caught as out of range below
+        ints = label.astype(np.int64)
     bad = (ints < 0) | (ints >= num_classes)
     if ignore_label is not None:
         bad &= ints != ignore_label
     if bad.any():
+        if not np.all(np.isfinite(label)):
+            flat = int(np.flatnonzero(~np.isfinite(label.ravel()))[0])
+            pos = tuple(int(i) for i in np.unravel_index(flat, shape_for_msg))
+            raise LabelError("label at position %s is %s, not a class index" % (pos, label.ravel()[flat]))
         flat = int(np.flatnonzero(bad.ravel())[0])
         pos = tuple(int(i) for i in np.unravel_index(flat, shape_for_msg))
         raise LabelError("label value %g at position %s is out of range: valid labels are 0..%d%s"
@@ -170,19 +172,54 @@ class SoftmaxWithLossLayer(LossLayer):
     def _prob(self, top) -> Blob:
         return top[1] if len(top) >= 2 else self.prob
 
+    def _parts(self) -> list[tuple[slice, slice]]:
+        """(outer, inner) slices splitting the work across threads along the longer of the two axes."""
+        count = self.outer * self.channels * self.inner
+        if self.outer >= self.inner:
+            return [(sl, slice(None)) for sl in parallel.batch_parts(self.outer, count)]
+        return [(slice(None), sl) for sl in parallel.batch_parts(self.inner, count)]
+
     def forward(self, bottom, top):
         shape3 = (self.outer, self.channels, self.inner)
-        p = softmax(bottom[0].data.reshape(shape3), 1, self._prob(top).data.reshape(shape3))
-        labels = read_labels(bottom[1].data.reshape(self.outer, self.inner), self.channels,
-                             self.ignore_label, (self.outer, self.inner))
-        valid = None if self.ignore_label is None else labels != self.ignore_label
-        idx = labels if valid is None else np.where(valid, labels, 0)
-        picked = np.take_along_axis(p, idx[:, None, :], axis=1)[:, 0, :]
-        logs = np.log(np.maximum(picked, FLT_MIN))  # Caffe clamps at FLT_MIN in any precision
+        x = bottom[0].data.reshape(shape3)
+        p = self._prob(top).data.reshape(shape3)
+        # With one top the probabilities are internal: keep e = exp(x - max) and 1/sum, and normalise
+        # only the picked values (backward folds 1/sum into its one pass) — a pass fewer over the scores.
+        self._normalized = len(top) >= 2
+        inv = np.empty((self.outer, 1, self.inner), p.dtype)
+
+        def part_softmax(part):  # on worker threads: each part is a set of whole softmax columns
+            o, i = part
+            sums = softmax_exp(x[o, :, i], 1, p[o, :, i])
+            if self._normalized:
+                np.divide(p[o, :, i], sums, out=p[o, :, i])
+            else:
+                np.divide(1.0, sums, out=inv[o, :, i])
+
+        softmax_done = parallel.start_parts(part_softmax, self._parts())
+        try:  # read the labels while the workers compute the softmax
+            labels = read_labels(bottom[1].data.reshape(self.outer, self.inner), self.channels,
+                                 self.ignore_label, (self.outer, self.inner))
+            valid = None if self.ignore_label is None else labels != self.ignore_label
+            idx = labels if valid is None else np.where(valid, labels, 0)
+            # flat index of each position's labelled score: (n·C + label)·inner + i
+            if getattr(self, "_base_shape", None) != shape3:
+                self._base_shape = shape3
+                self._base = (np.arange(self.outer)[:, None] * (self.channels * self.inner)
+                              + np.arange(self.inner)[None, :])
+            flat = self._base + idx * self.inner
+        finally:
+            softmax_done()
+        self._inv = None if self._normalized else inv.reshape(self.outer, self.inner)
+        logs = p.reshape(-1).take(flat)
+        if self._inv is not None:
+            logs *= self._inv
+        np.maximum(logs, FLT_MIN, out=logs)  # Caffe clamps at FLT_MIN in any precision
+        np.log(logs, out=logs)
         if valid is not None:
-            logs = logs[valid]
-        count = int(logs.size)
-        self._labels, self._valid, self._count = idx, valid, count
+            logs *= valid  # ignored positions add nothing
+        count = logs.size if valid is None else int(np.count_nonzero(valid))
+        self._flat, self._valid, self._count = flat, valid, count
         loss = -float(logs.sum(dtype=np.float64))
         top[0].data[...] = loss / get_normalizer(self.normalization, self.outer, self.inner, count)
 
@@ -192,16 +229,21 @@ class SoftmaxWithLossLayer(LossLayer):
             return
         shape3 = (self.outer, self.channels, self.inner)
         dx = bottom[0].diff.reshape(shape3)
-        np.copyto(dx, self._prob(top).data.reshape(shape3))
-        rows = np.arange(self.outer)[:, None]
-        cols = np.arange(self.inner)[None, :]
-        dx[rows, self._labels, cols] -= 1
+        p = self._prob(top).data.reshape(shape3)
         scale = float(top[0].diff.ravel()[0]) / get_normalizer(self.normalization, self.outer, self.inner,
                                                                 self._count)
-        if self._valid is None:
-            dx *= scale
-        else:
-            np.multiply(dx, (self._valid * scale).astype(dx.dtype)[:, None, :], out=dx)
+        # dx = w·(p - onehot) in one pass over the scores: w·p, then -w at each label
+        w = np.full((self.outer, self.inner), scale, dx.dtype) if self._valid is None \
+            else (self._valid * scale).astype(dx.dtype)
+        factor = w if self._inv is None else w * self._inv  # w/sum when p holds unnormalised exponentials
+        flat_dx = dx.reshape(-1)
+
+        def part_gradient(part):
+            o, i = part
+            np.multiply(p[o, :, i], factor[o, None, i], out=dx[o, :, i])
+            flat_dx[self._flat[o, i]] -= w[o, i]  # this part's positions only: parts never collide
+
+        parallel.map_parts(part_gradient, self._parts())
 
 
 @register_layer

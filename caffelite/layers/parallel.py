@@ -90,3 +90,16 @@ def map_parts(fn: Callable, parts: Sequence) -> list:
     if _executor is None:
         _executor = ThreadPoolExecutor(WORKERS, thread_name_prefix="caffelite")
     return list(_executor.map(fn, parts))
+
+
+def start_parts(fn: Callable, parts: Sequence) -> Callable[[], list]:
+    """Start ``fn`` on every part (in worker threads when there are several) and return a function
+    that waits for them and gives their results in part order: the caller works meanwhile."""
+    global _executor
+    if len(parts) < 2 or WORKERS < 2:
+        results = [fn(part) for part in parts]
+        return lambda: results
+    if _executor is None:
+        _executor = ThreadPoolExecutor(WORKERS, thread_name_prefix="caffelite")
+    futures = [_executor.submit(fn, part) for part in parts]
+    return lambda: [f.result() for f in futures]
