@@ -31,9 +31,11 @@ import caffelite
 from caffelite.proto import caffe_pb2
 from caffelite.protoio import read_net_param, read_solver_param
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks.nets import corpus_path  # noqa: E402  (one corpus lookup for every benchmark)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-CORPUS_DIRS = [os.path.join(ROOT, "tests", "corpus"), os.path.join(ROOT, "..", "shared", "corpus")]
 UPDATE_TARGET = 0.10  # the update may add at most 10% to forward+backward
 
 # The digits LeNet if examples/digits/ is missing: the same structure, for 8x8 inputs.
@@ -57,14 +59,6 @@ layer { name: "ip2" type: "InnerProduct" bottom: "ip1" top: "ip2" param { lr_mul
 layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip2" bottom: "label" top: "loss" }
 """
 LENET_SOLVER_FALLBACK = 'base_lr: 0.01 momentum: 0.9 weight_decay: 0.0005 lr_policy: "inv" gamma: 0.0001 power: 0.75'
-
-
-def corpus_path(rel: str) -> str:
-    for d in CORPUS_DIRS:
-        p = os.path.join(d, rel)
-        if os.path.exists(p):
-            return os.path.normpath(p)
-    raise FileNotFoundError("corpus file %s not found in %s" % (rel, CORPUS_DIRS))
 
 
 def dummy_data_net(net_param: caffe_pb2.NetParameter, data_shape: tuple, data_filler: dict) -> caffe_pb2.NetParameter:
