@@ -211,16 +211,22 @@ class SoftmaxWithLossLayer(LossLayer):
         finally:
             softmax_done()
         self._inv = None if self._normalized else inv.reshape(self.outer, self.inner)
-        logs = p.reshape(-1).take(flat)
-        if self._inv is not None:
-            logs *= self._inv
-        np.maximum(logs, FLT_MIN, out=logs)  # Caffe clamps at FLT_MIN in any precision
-        np.log(logs, out=logs)
-        if valid is not None:
-            logs *= valid  # ignored positions add nothing
-        count = logs.size if valid is None else int(np.count_nonzero(valid))
+        p_flat = p.reshape(-1)
+
+        def part_log_loss(part):  # -Σ log max(p_label, FLT_MIN) over this part's valid positions
+            o, i = part
+            logs = p_flat.take(flat[o, i])
+            if self._inv is not None:
+                logs *= self._inv[o, i]
+            np.maximum(logs, FLT_MIN, out=logs)  # Caffe clamps at FLT_MIN in any precision
+            np.log(logs, out=logs)
+            if valid is not None:
+                logs *= valid[o, i]  # ignored positions add nothing
+            return float(logs.sum(dtype=np.float64))
+
+        loss = -sum(parallel.map_parts(part_log_loss, self._parts()))
+        count = self.outer * self.inner if valid is None else int(np.count_nonzero(valid))
         self._flat, self._valid, self._count = flat, valid, count
-        loss = -float(logs.sum(dtype=np.float64))
         top[0].data[...] = loss / get_normalizer(self.normalization, self.outer, self.inner, count)
 
     def backward(self, top, propagate_down, bottom):
