@@ -272,6 +272,23 @@ class Transformer:
 
 
 # --- image IO --------------------------------------------------------------------------------
+def input_transformer(net, mean=None, input_scale=None, raw_scale=None, channel_swap=None) -> Transformer:
+    """A Transformer for ``net``'s first input, H×W×K images to K×H×W, with the given preprocessing
+    (what pycaffe's Classifier and Detector both set up)."""
+    in_ = net.inputs[0]
+    transformer = Transformer({in_: net.blobs[in_].data.shape})
+    transformer.set_transpose(in_, (2, 0, 1))
+    if mean is not None:
+        transformer.set_mean(in_, mean)
+    if input_scale is not None:
+        transformer.set_input_scale(in_, input_scale)
+    if raw_scale is not None:
+        transformer.set_raw_scale(in_, raw_scale)
+    if channel_swap is not None:
+        transformer.set_channel_swap(in_, channel_swap)
+    return transformer
+
+
 def _pil_to_float(pil) -> np.ndarray:
     """A Pillow image as floats in [0, 1] (as skimage.img_as_float): H x W or H x W x C."""
     mode = pil.mode

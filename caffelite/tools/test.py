@@ -22,15 +22,20 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "test", help="score a model over some batches (caffe test)",
         description="Run a trained model forward for --iterations batches and report each output's "
                     "mean, as `caffe test` does.")
+    add_net_arguments(p, "TEST", "the trained weights (.caffemodel or .h5)", "number of batches (default 50)")
+    return p
+
+
+def add_net_arguments(p, phase: str, weights_help: str, iterations_help: str) -> None:
+    """The options that choose and load a net (shared by ``test`` and ``time``), and the common ones."""
     p.add_argument("--model", metavar="PROTOTXT", help="the model definition protocol buffer text file")
-    p.add_argument("--weights", metavar="W1[,W2...]", help="the trained weights (.caffemodel or .h5)")
-    p.add_argument("--iterations", type=int, default=50, metavar="N", help="number of batches (default 50)")
-    p.add_argument("--phase", default="TEST", type=str.upper, choices=("TRAIN", "TEST"),
-                   help="the net's phase (default TEST)")
+    p.add_argument("--weights", metavar="W1[,W2...]", help=weights_help)
+    p.add_argument("--iterations", type=int, default=50, metavar="N", help=iterations_help)
+    p.add_argument("--phase", default=phase, type=str.upper, choices=("TRAIN", "TEST"),
+                   help="the net's phase (default %s)" % phase)
     p.add_argument("--stage", default="", help="comma-separated NetState stages")
     p.add_argument("--level", type=int, default=0, help="NetState level")
     add_common(p)
-    return p
 
 
 def load_net(args, default_phase: str):

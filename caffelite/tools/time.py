@@ -12,8 +12,8 @@ import logging
 import time
 
 from caffelite.errors import NetError
-from caffelite.tools.test import load_net
-from caffelite.tools.train import ToolLogging, add_common, refuse_gpu
+from caffelite.tools.test import add_net_arguments, load_net
+from caffelite.tools.train import ToolLogging, refuse_gpu
 
 log = logging.getLogger("caffelite.tools")
 
@@ -22,14 +22,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "time", help="benchmark a model's layers (caffe time)",
         description="Time each layer's forward and backward pass over --iterations runs, as `caffe time` does.")
-    p.add_argument("--model", metavar="PROTOTXT", help="the model definition protocol buffer text file")
-    p.add_argument("--weights", metavar="W1[,W2...]", help="optional weights to load first")
-    p.add_argument("--iterations", type=int, default=50, metavar="N", help="number of timed runs (default 50)")
-    p.add_argument("--phase", default="TRAIN", type=str.upper, choices=("TRAIN", "TEST"),
-                   help="the net's phase (default TRAIN)")
-    p.add_argument("--stage", default="", help="comma-separated NetState stages")
-    p.add_argument("--level", type=int, default=0, help="NetState level")
-    add_common(p)
+    add_net_arguments(p, "TRAIN", "optional weights to load first", "number of timed runs (default 50)")
     return p
 
 
