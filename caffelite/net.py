@@ -26,6 +26,7 @@ from caffelite.errors import (
     ShapeError,
 )
 from caffelite.layer import TEST, TRAIN, Layer, create_layer
+from caffelite.net_passes import filter_net, insert_splits, state_meets_rule
 from caffelite.proto import caffe_pb2
 from caffelite.protoio import (
     blob_to_proto,
@@ -36,103 +37,6 @@ from caffelite.protoio import (
 )
 
 __all__ = ["Net", "filter_net", "insert_splits", "state_meets_rule", "TRAIN", "TEST"]
-
-
-# --- pure passes -------------------------------------------------------------------------------
-def state_meets_rule(state, rule) -> bool:
-    """Caffe's Net::StateMeetsRule: phase, min/max level, all stages, no not_stage."""
-    if rule.HasField("phase") and rule.phase != state.phase:
-        return False
-    if rule.HasField("min_level") and state.level < rule.min_level:
-        return False
-    if rule.HasField("max_level") and state.level > rule.max_level:
-        return False
-    stages = set(state.stage)
-    if any(s not in stages for s in rule.stage):
-        return False
-    return not any(s in stages for s in rule.not_stage)
-
-
-def filter_net(param, source: str | None = None):
-    """Caffe's Net::FilterNet: keep the layers whose include/exclude rules the NetState meets."""
-    out = caffe_pb2.NetParameter()
-    out.CopyFrom(param)
-    del out.layer[:]
-    for layer in param.layer:
-        if len(layer.include) and len(layer.exclude):
-            raise NetError("Specify either include rules or exclude rules; not both.",
-                           file=source, layer=layer.name, layer_type=layer.type, field="include")
-        included = len(layer.include) == 0
-        if included and any(state_meets_rule(param.state, r) for r in layer.exclude):
-            included = False
-        if not included and any(state_meets_rule(param.state, r) for r in layer.include):
-            included = True
-        if included:
-            out.layer.add().CopyFrom(layer)
-    return out
-
-
-def split_layer_name(layer_name: str, blob_name: str, blob_idx: int) -> str:
-    return "%s_%s_%d_split" % (blob_name, layer_name, blob_idx)
-
-
-def split_blob_name(layer_name: str, blob_name: str, blob_idx: int, split_idx: int) -> str:
-    return "%s_%s_%d_split_%d" % (blob_name, layer_name, blob_idx, split_idx)
-
-
-def insert_splits(param, source: str | None = None):
-    """Caffe's InsertSplits: a Split layer for every top consumed more than once.
-
-    A top with an explicit non-zero ``loss_weight`` counts as one more consumer, and the
-    split's first output then carries that weight.
-    """
-    last_top = {}  # blob name -> (layer index, top index) of its latest producer
-    source_of = {}  # (layer, bottom index) -> producing (layer, top index)
-    consumers = {}  # (layer, top index) -> count
-    loss_weight = {}
-    for i, layer in enumerate(param.layer):
-        for j, name in enumerate(layer.bottom):
-            if name not in last_top:
-                raise NetError("Unknown bottom blob '%s' (layer '%s', bottom index %d)" % (name, layer.name, j),
-                               file=source, layer=layer.name, layer_type=layer.type, field="bottom")
-            source_of[(i, j)] = last_top[name]
-            consumers[last_top[name]] = consumers.get(last_top[name], 0) + 1
-        for j, name in enumerate(layer.top):
-            last_top[name] = (i, j)
-        for j in range(min(len(layer.loss_weight), len(layer.top))):
-            idx = last_top[layer.top[j]]
-            loss_weight[idx] = layer.loss_weight[j]
-            if loss_weight[idx]:
-                consumers[idx] = consumers.get(idx, 0) + 1
-
-    out = caffe_pb2.NetParameter()
-    out.CopyFrom(param)
-    del out.layer[:]
-    next_split = {}
-    for i, layer in enumerate(param.layer):
-        new = out.layer.add()
-        new.CopyFrom(layer)
-        for j in range(len(new.bottom)):
-            idx = source_of[(i, j)]
-            if consumers.get(idx, 0) > 1:
-                k = next_split.get(idx, 0)
-                next_split[idx] = k + 1
-                new.bottom[j] = split_blob_name(param.layer[idx[0]].name, new.bottom[j], idx[1], k)
-        for j, name in enumerate(new.top):
-            count = consumers.get((i, j), 0)
-            if count > 1:
-                weight = loss_weight.get((i, j), 0.0)
-                split = out.layer.add()
-                split.name = split_layer_name(layer.name, name, j)
-                split.type = "Split"
-                split.bottom.append(name)
-                for k in range(count):
-                    split.top.append(split_blob_name(layer.name, name, j, k))
-                    split.loss_weight.append(weight if (k == 0 and weight) else 0.0)
-                if weight:
-                    del new.loss_weight[:]
-                    next_split[(i, j)] = next_split.get((i, j), 0) + 1
-    return out
 
 
 # --- the net -------------------------------------------------------------------------------------
