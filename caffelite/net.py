@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from collections import OrderedDict
 from collections.abc import Sequence
+from itertools import zip_longest
 
 import numpy as np
 
@@ -532,20 +533,94 @@ class Net:
     def _backward(self, start: int, end: int) -> None:
         self.backward_from_to(start, end)
 
+    # --- pycaffe's batch helpers (python/caffe/pycaffe.py: _Net_forward_all, _Net_forward_backward_all,
+    # _Net_batch).  Inputs are cut into batches of the net's batch size (the first axis of its first
+    # blob); the last, short batch is padded with zeros and the padding is dropped from the results.
+    # Where pycaffe fails, we don't: without input arrays both run the net once on what its data
+    # layers give (pycaffe: StopIteration); forward_backward_all stacks every requested blob and diff
+    # (pycaffe's zip of the two dicts leaves the longer one's extras as lists); inputs of unequal
+    # lengths are an error.
     def forward_all(self, blobs: Sequence[str] | None = None, **kwargs) -> dict:
-        """pycaffe's ``Net.forward_all``: forward inputs of any length in batches, stacking outputs."""
-        from caffelite.pycaffe.net_extras import forward_all
-        return forward_all(self, blobs, **kwargs)
+        """pycaffe's ``Net.forward_all``: forward inputs of any length in batches, stacking outputs.
+
+        ``blobs``: blobs to return besides the outputs; ``kwargs``: input name -> array of N items.
+        Returns blob name -> array of N items (copies of each batch's data, padding dropped).
+        """
+        names = set(self.outputs + list(blobs or []))
+        if not kwargs:  # nothing to batch: one pass on whatever the data layers produce
+            outs = self.forward(blobs=blobs)
+            return {name: np.asarray(outs[name]).copy() for name in names}
+        all_outs: dict = {name: [] for name in names}
+        for batch in self._batch(kwargs):
+            outs = self.forward(blobs=blobs, **batch)
+            for name, value in outs.items():
+                all_outs[name].extend(value.copy())
+        for name in all_outs:
+            all_outs[name] = np.asarray(all_outs[name])
+        pad = len(next(iter(all_outs.values()))) - len(next(iter(kwargs.values())))
+        if pad:
+            for name in all_outs:
+                all_outs[name] = all_outs[name][:-pad]
+        return all_outs
 
     def forward_backward_all(self, blobs: Sequence[str] | None = None, diffs: Sequence[str] | None = None,
                              **kwargs) -> tuple[dict, dict]:
-        """pycaffe's ``Net.forward_backward_all``: batched forward and backward, stacking both."""
-        from caffelite.pycaffe.net_extras import forward_backward_all
-        return forward_backward_all(self, blobs, diffs, **kwargs)
+        """pycaffe's ``Net.forward_backward_all``: batched forward and backward, stacking both.
+
+        ``blobs`` / ``diffs``: blobs whose data / diff to return besides the outputs / inputs;
+        ``kwargs``: input name -> array (fed to forward) and output name -> array (fed to backward as
+        the top diff).  Returns (blob name -> stacked data, blob name -> stacked diff), padding dropped.
+        """
+        all_outs: dict = {name: [] for name in set(self.outputs + list(blobs or []))}
+        all_diffs: dict = {name: [] for name in set(self.inputs + list(diffs or []))}
+        if not kwargs:  # nothing to batch: one pass on whatever the data layers produce
+            outs = self.forward(blobs=blobs)
+            grads = self.backward(diffs=diffs)
+            return ({name: np.asarray(outs[name]).copy() for name in all_outs},
+                    {name: np.asarray(grads[name]).copy() for name in all_diffs})
+        forward_batches = self._batch({name: kwargs[name] for name in self.inputs if name in kwargs})
+        backward_batches = self._batch({name: kwargs[name] for name in self.outputs if name in kwargs})
+        for fb, bb in zip_longest(forward_batches, backward_batches, fillvalue={}):
+            batch_blobs = self.forward(blobs=blobs, **fb)
+            batch_diffs = self.backward(diffs=diffs, **bb)
+            for name, value in batch_blobs.items():
+                all_outs[name].extend(value.copy())
+            for name, value in batch_diffs.items():
+                all_diffs[name].extend(value.copy())
+        for table in (all_outs, all_diffs):
+            for name in table:
+                table[name] = np.asarray(table[name])
+        pad = len(next(iter(all_outs.values()))) - len(next(iter(kwargs.values())))
+        if pad > 0:
+            for table in (all_outs, all_diffs):
+                for name in table:
+                    table[name] = table[name][:-pad]
+        return all_outs, all_diffs
 
     def _batch(self, blobs: dict):
-        from caffelite.pycaffe.net_extras import _batch
-        return _batch(self, blobs)
+        """pycaffe's ``Net._batch``: yield ``{name: array}`` batches of the net's batch size.
+
+        The last batch, when N is not a multiple of the batch size, is the remainder followed by
+        zeros (float64 zeros, as pycaffe's ``np.zeros``).
+        """
+        if not blobs:
+            return
+        lengths = {name: len(value) for name, value in blobs.items()}
+        num = next(iter(lengths.values()))
+        if len(set(lengths.values())) > 1:
+            raise ShapeError("batch inputs differ in length: %s" % lengths)
+        batch_size = next(iter(self.blobs.values())).shape[0]
+        remainder = num % batch_size
+        for b in range(num // batch_size):
+            i = b * batch_size
+            yield {name: blobs[name][i:i + batch_size] for name in blobs}
+        if remainder > 0:
+            padded = {}
+            for name in blobs:
+                value = np.asarray(blobs[name])
+                padding = np.zeros((batch_size - remainder,) + value.shape[1:])
+                padded[name] = np.concatenate([value[-remainder:], padding])
+            yield padded
 
     def forward_backward(self) -> float:
         """Caffe's Net::ForwardBackward: one forward and backward pass, returning the loss."""
