@@ -36,14 +36,8 @@ from caffelite.errors import CaffeFileNotFoundError, CaffeliteError, FileFormatE
 from caffelite.layer import TEST, TRAIN
 from caffelite.net import Net
 from caffelite.proto import caffe_pb2
-from caffelite.protoio import (
-    _atomic_write,
-    proto_shape,
-    proto_values,
-    read_binary_proto,
-    read_net_param,
-    read_solver_param,
-)
+from caffelite.protoio import atomic_write, proto_shape, proto_values, read_binary_proto
+from caffelite.upgrade import read_net_param, read_solver_param, upgrade_solver_as_needed
 
 __all__ = [
     "LR_POLICIES", "learning_rate", "lr_fixed", "lr_step", "lr_exp", "lr_inv", "lr_multistep", "lr_poly",
@@ -157,9 +151,9 @@ def solver_type_list() -> list[str]:
     return sorted(_SOLVERS)
 
 
-def snapshot_prefix_property(param, solver_file: str) -> None:
+def snapshot_prefix_property(param, solver_file: str) -> bool:
     """Caffe's UpgradeSnapshotPrefixProperty: no prefix → the solver file's path without extension;
-    a directory → that directory joined with the solver file's stem."""
+    a directory → that directory joined with the solver file's stem.  Returns whether it changed."""
     stem = os.path.splitext(os.fspath(solver_file))[0]
     if not param.HasField("snapshot_prefix"):
         param.snapshot_prefix = stem
@@ -167,12 +161,13 @@ def snapshot_prefix_property(param, solver_file: str) -> None:
     elif os.path.isdir(param.snapshot_prefix):
         param.snapshot_prefix = os.path.join(param.snapshot_prefix, os.path.basename(stem))
         log.info("snapshot_prefix was a directory and is replaced to %s", param.snapshot_prefix)
+    else:
+        return False
+    return True
 
 
 def _solver_param(source) -> tuple[caffe_pb2.SolverParameter, str | None]:
     if isinstance(source, caffe_pb2.SolverParameter):
-        from caffelite.upgrade import upgrade_solver_as_needed
-
         param = caffe_pb2.SolverParameter()
         param.CopyFrom(source)
         upgrade_solver_as_needed(param, None)
@@ -567,7 +562,7 @@ class Solver:
             save_net_hdf5(self.net, model, write_diff=self.param.snapshot_diff)
         else:
             log.info("Snapshotting to binary proto file %s", model)
-            _atomic_write(model, self.net.to_proto(self.param.snapshot_diff).SerializeToString())
+            atomic_write(model, self.net.to_proto(self.param.snapshot_diff).SerializeToString())
         return self.snapshot_solver_state(model)
 
     def snapshot_solver_state(self, model_filename: str) -> str:
@@ -713,7 +708,7 @@ class SGDSolver(Solver):
             blob_proto.data.extend(h.ravel().tolist())
         path = self.snapshot_filename(".solverstate")
         log.info("Snapshotting solver state to binary proto file %s", path)
-        _atomic_write(path, state.SerializeToString())
+        atomic_write(path, state.SerializeToString())
         return path
 
     def _set_history(self, arrays: list[np.ndarray], shapes: list[tuple], source: str) -> None:

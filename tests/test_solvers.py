@@ -14,6 +14,7 @@ from caffelite import solvers
 from caffelite.cli import main as cli_main
 from caffelite.errors import CaffeFileNotFoundError, SolverError, UnsupportedError
 from caffelite.proto import caffe_pb2
+from caffelite.protoio import parse_text
 
 HERE = Path(__file__).parent
 GOLDEN = HERE / "golden" / "solvers"
@@ -350,6 +351,22 @@ def test_missing_files_name_the_path_tried(tmp_path, monkeypatch):
     (sub / "x.solverstate").write_bytes(state.SerializeToString())
     with pytest.raises(CaffeFileNotFoundError, match="gone.caffemodel"):
         solver.restore("x.solverstate")
+
+
+def _solver_param(text):
+    return parse_text(text, caffe_pb2.SolverParameter(), "solver.prototxt")
+
+
+def test_snapshot_prefix_property(tmp_path):
+    param = _solver_param("")
+    assert solvers.snapshot_prefix_property(param, "models/x/solver.prototxt")
+    assert param.snapshot_prefix == "models/x/solver"
+    param = _solver_param('snapshot_prefix: "%s"' % tmp_path)
+    assert solvers.snapshot_prefix_property(param, "models/x/solver.prototxt")
+    assert param.snapshot_prefix == os.path.join(str(tmp_path), "solver")
+    param = _solver_param('snapshot_prefix: "snapshots/run1"')
+    assert solvers.snapshot_prefix_property(param, "solver.prototxt") is False
+    assert param.snapshot_prefix == "snapshots/run1"
 
 
 def test_snapshot_prefix_defaults_to_the_solver_path(tmp_path, monkeypatch):
