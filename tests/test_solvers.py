@@ -4,6 +4,7 @@ import json
 import math
 import os
 import signal
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -230,6 +231,28 @@ def test_hdf5_needs_h5py(tmp_path, monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "h5py", None)
     with pytest.raises(UnsupportedError, match="h5py"):
         solver.snapshot()
+
+
+@pytest.mark.parametrize("fmt", ["BINARYPROTO", "HDF5"])
+def test_snapshots_get_the_mode_open_gives(tmp_path, monkeypatch, fmt):
+    if fmt == "HDF5":
+        pytest.importorskip("h5py")
+    monkeypatch.chdir(tmp_path)
+    _write_solver(tmp_path, 'base_lr: 0.01 lr_policy: "fixed" snapshot_format: %s' % fmt)
+    solver = caffelite.get_solver("solver.prototxt")
+    old = os.umask(0o027)
+    try:
+        with open("reference", "wb"):
+            pass
+        state = solver.snapshot()
+    finally:
+        os.umask(old)
+    written = sorted(p.name for p in tmp_path.glob("snap_*"))
+    assert len(written) == 2 and state in written
+    expected = stat.S_IMODE(os.stat("reference").st_mode)
+    assert expected == 0o640
+    assert {name: oct(stat.S_IMODE(os.stat(name).st_mode)) for name in written} == {
+        name: oct(expected) for name in written}
 
 
 def test_interrupted_snapshot_leaves_no_partial_file(tmp_path, monkeypatch):
