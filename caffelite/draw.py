@@ -17,7 +17,7 @@ from caffelite.errors import UnsupportedError
 from caffelite.layer import TEST, TRAIN
 from caffelite.net import filter_net
 from caffelite.proto import caffe_pb2
-from caffelite.protoio import read_net_param
+from caffelite.upgrade import read_net_param
 
 __all__ = ["net_to_dot", "draw_file", "layer_label"]
 

@@ -26,7 +26,7 @@ from caffelite.layer_factory import layer_class
 from caffelite.layers.loss import get_normalizer, resolved_normalization
 from caffelite.net import Net, filter_net
 from caffelite.proto import caffe_pb2
-from caffelite.protoio import read_net_param
+from caffelite.upgrade import read_net_param
 
 __all__ = ["explain_file", "explain_param", "parse_values", "MESSAGES"]
 
