@@ -31,12 +31,8 @@ class InnerProductLayer(Layer):
     """
 
     type = "InnerProduct"
-
-    def exact_num_bottom_blobs(self):
-        return 1
-
-    def exact_num_top_blobs(self):
-        return 1
+    exact_bottoms = 1
+    exact_tops = 1
 
     def setup(self, bottom, top):
         p = self.layer_param.inner_product_param
@@ -176,12 +172,8 @@ class SoftmaxLayer(Layer):
     """
 
     type = "Softmax"
-
-    def exact_num_bottom_blobs(self):
-        return 1
-
-    def exact_num_top_blobs(self):
-        return 1
+    exact_bottoms = 1
+    exact_tops = 1
 
     def reshape(self, bottom, top):
         self.axis = bottom[0].canonical_axis_index(self.layer_param.softmax_param.axis)
@@ -218,12 +210,8 @@ class EltwiseLayer(Layer):
     """
 
     type = "Eltwise"
-
-    def min_bottom_blobs(self):
-        return 2
-
-    def exact_num_top_blobs(self):
-        return 1
+    min_bottoms = 2
+    exact_tops = 1
 
     def setup(self, bottom, top):
         p = self.layer_param.eltwise_param
@@ -297,12 +285,8 @@ class SplitLayer(Layer):
     """
 
     type = "Split"
-
-    def exact_num_bottom_blobs(self):
-        return 1
-
-    def min_top_blobs(self):
-        return 1
+    exact_bottoms = 1
+    min_tops = 1
 
     def reshape(self, bottom, top):
         for i, t in enumerate(top):
@@ -335,12 +319,8 @@ class SilenceLayer(Layer):
     """
 
     type = "Silence"
-
-    def min_bottom_blobs(self):
-        return 1
-
-    def exact_num_top_blobs(self):
-        return 0
+    min_bottoms = 1
+    exact_tops = 0
 
     def reshape(self, bottom, top):
         pass

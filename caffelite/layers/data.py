@@ -21,12 +21,8 @@ class InputLayer(Layer):
     """
 
     type = "Input"
-
-    def exact_num_bottom_blobs(self):
-        return 0
-
-    def min_top_blobs(self):
-        return 1
+    exact_bottoms = 0
+    min_tops = 1
 
     def setup(self, bottom, top):
         shapes = self.layer_param.input_param.shape
@@ -56,12 +52,8 @@ class DummyDataLayer(Layer):
     """
 
     type = "DummyData"
-
-    def exact_num_bottom_blobs(self):
-        return 0
-
-    def min_top_blobs(self):
-        return 1
+    exact_bottoms = 0
+    min_tops = 1
 
     def setup(self, bottom, top):
         p = self.layer_param.dummy_data_param

@@ -38,15 +38,9 @@ class _DataLayerBase(Layer):
     """Caffe's BaseDataLayer: no bottoms, top 0 the data, optional top 1 the labels."""
 
     has_backward = False
-
-    def exact_num_bottom_blobs(self):
-        return 0
-
-    def min_top_blobs(self):
-        return 1
-
-    def max_top_blobs(self):
-        return 2
+    exact_bottoms = 0
+    min_tops = 1
+    max_tops = 2
 
     def allow_force_backward(self, bottom_index):
         return False
@@ -212,9 +206,7 @@ class MemoryDataLayer(_DataLayerBase):
     """
 
     type = "MemoryData"
-
-    def exact_num_top_blobs(self):
-        return 2
+    exact_tops = 2
 
     def setup(self, bottom, top):
         p = self.layer_param.memory_data_param
@@ -314,9 +306,7 @@ class HDF5DataLayer(_DataLayerBase):
     """
 
     type = "HDF5Data"
-
-    def max_top_blobs(self):
-        return -1
+    max_tops = -1
 
     def setup(self, bottom, top):
         p = self.layer_param.hdf5_data_param
@@ -410,12 +400,8 @@ class HDF5OutputLayer(Layer):
 
     type = "HDF5Output"
     has_backward = False
-
-    def exact_num_bottom_blobs(self):
-        return 2
-
-    def exact_num_top_blobs(self):
-        return 0
+    exact_bottoms = 2
+    exact_tops = 0
 
     def allow_force_backward(self, bottom_index):
         return False
@@ -604,9 +590,7 @@ class WindowDataLayer(_DataLayerBase):
     """
 
     type = "WindowData"
-
-    def exact_num_top_blobs(self):
-        return 2
+    exact_tops = 2
 
     def setup(self, bottom, top):
         p = self.layer_param.window_data_param

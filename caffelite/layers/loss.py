@@ -25,14 +25,9 @@ class LossLayer(Layer):
     a gradient to the label (bottom 1).
     """
 
-    def exact_num_bottom_blobs(self):
-        return 2
-
-    def exact_num_top_blobs(self):
-        return 1
-
-    def auto_top_blobs(self):
-        return True
+    exact_bottoms = 2
+    exact_tops = 1
+    auto_tops = True
 
     def allow_force_backward(self, bottom_index):
         return bottom_index != 1
@@ -130,15 +125,9 @@ class SoftmaxWithLossLayer(LossLayer):
     """
 
     type = "SoftmaxWithLoss"
-
-    def exact_num_top_blobs(self):
-        return -1
-
-    def min_top_blobs(self):
-        return 1
-
-    def max_top_blobs(self):
-        return 2
+    exact_tops = -1
+    min_tops = 1
+    max_tops = 2
 
     def setup(self, bottom, top):
         weights = self.layer_param.loss_weight
@@ -303,15 +292,9 @@ class AccuracyLayer(Layer):
 
     type = "Accuracy"
     has_backward = False
-
-    def exact_num_bottom_blobs(self):
-        return 2
-
-    def min_top_blobs(self):
-        return 1
-
-    def max_top_blobs(self):
-        return 2
+    exact_bottoms = 2
+    min_tops = 1
+    max_tops = 2
 
     def setup(self, bottom, top):
         p = self.layer_param.accuracy_param

@@ -117,24 +117,12 @@ class InfogainLossLayer(LossLayer):
     """
 
     type = "InfogainLoss"
-
-    def exact_num_bottom_blobs(self):
-        return -1
-
-    def min_bottom_blobs(self):
-        return 2
-
-    def max_bottom_blobs(self):
-        return 3
-
-    def exact_num_top_blobs(self):
-        return -1
-
-    def min_top_blobs(self):
-        return 1
-
-    def max_top_blobs(self):
-        return 2
+    exact_bottoms = -1
+    min_bottoms = 2
+    max_bottoms = 3
+    exact_tops = -1
+    min_tops = 1
+    max_tops = 2
 
     def allow_force_backward(self, bottom_index):
         return bottom_index == 0
@@ -331,9 +319,7 @@ class ContrastiveLossLayer(LossLayer):
     """
 
     type = "ContrastiveLoss"
-
-    def exact_num_bottom_blobs(self):
-        return 3
+    exact_bottoms = 3
 
     def allow_force_backward(self, bottom_index):
         return bottom_index != 2

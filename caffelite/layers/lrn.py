@@ -55,12 +55,8 @@ class LRNLayer(Layer):
     """
 
     type = "LRN"
-
-    def exact_num_bottom_blobs(self):
-        return 1
-
-    def exact_num_top_blobs(self):
-        return 1
+    exact_bottoms = 1
+    exact_tops = 1
 
     def setup(self, bottom, top):
         p = self.layer_param.lrn_param

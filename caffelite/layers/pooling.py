@@ -389,12 +389,8 @@ class PoolingLayer(Layer):
     """
 
     type = "Pooling"
-
-    def exact_num_bottom_blobs(self):
-        return 1
-
-    def min_top_blobs(self):
-        return 1
+    exact_bottoms = 1
+    min_tops = 1
 
     def max_top_blobs(self):
         return 2 if self.layer_param.pooling_param.pool == _P.MAX else 1
@@ -451,12 +447,8 @@ class SPPLayer(Layer):
     """
 
     type = "SPP"
-
-    def exact_num_bottom_blobs(self):
-        return 1
-
-    def exact_num_top_blobs(self):
-        return 1
+    exact_bottoms = 1
+    exact_tops = 1
 
     def setup(self, bottom, top):
         p = self.layer_param.spp_param

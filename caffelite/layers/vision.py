@@ -72,16 +72,11 @@ def _from_rows(rows: np.ndarray, out: np.ndarray) -> None:
 class _BaseConvolution(Layer):
     """Shared setup of Convolution and Deconvolution (Caffe's BaseConvolutionLayer)."""
 
+    min_bottoms = 1
+    min_tops = 1
+    equal_bottoms_tops = True
+
     reverse = False  # Deconvolution: the weights map outputs to inputs
-
-    def min_bottom_blobs(self):
-        return 1
-
-    def min_top_blobs(self):
-        return 1
-
-    def equal_num_bottom_top_blobs(self):
-        return True
 
     def setup(self, bottom, top):
         p = self.layer_param.convolution_param
@@ -388,12 +383,8 @@ class Im2colLayer(Layer):
     """
 
     type = "Im2col"
-
-    def exact_num_bottom_blobs(self):
-        return 1
-
-    def exact_num_top_blobs(self):
-        return 1
+    exact_bottoms = 1
+    exact_tops = 1
 
     def setup(self, bottom, top):
         self.geom = ConvGeometry(self.layer_param.convolution_param, bottom[0])
@@ -432,12 +423,8 @@ class CropLayer(Layer):
     """
 
     type = "Crop"
-
-    def exact_num_bottom_blobs(self):
-        return 2
-
-    def exact_num_top_blobs(self):
-        return 1
+    exact_bottoms = 2
+    exact_tops = 1
 
     def allow_force_backward(self, bottom_index):
         return bottom_index == 0
