@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from caffelite.compute.parallel import batch_parts, map_parts
 from caffelite.errors import LayerError
 from caffelite.layer import Layer, register_layer
-from caffelite.layers.parallel import batch_parts, map_parts
 from caffelite.layers.pooling import _window_sum, check_4d
 from caffelite.proto import caffe_pb2
 

@@ -22,9 +22,9 @@ import math
 import numpy as np
 
 from caffelite.common import rng
+from caffelite.compute.parallel import batch_parts, map_parts
 from caffelite.errors import LayerError, ShapeError
 from caffelite.layer import TRAIN, Layer, register_layer
-from caffelite.layers.parallel import batch_parts, map_parts
 from caffelite.proto import caffe_pb2
 
 _P = caffe_pb2.PoolingParameter

@@ -1,4 +1,4 @@
-r"""Vision layers built on im2col (caffelite/layers/im2col.py): Convolution, Deconvolution, Im2col, and Crop.
+r"""Vision layers built on im2col (caffelite/compute/im2col.py): Convolution, Deconvolution, Im2col, and Crop.
 
 Caffe: src/caffe/layers/{base_conv,conv,deconv,im2col,crop}_layer.cpp.
 
@@ -26,11 +26,11 @@ import math
 import numpy as np
 
 from caffelite.blob import Blob
+from caffelite.compute import parallel
+from caffelite.compute.im2col import ConvGeometry, WideColumns, Workspace, deconv_out_size
 from caffelite.errors import BackwardError, LayerError, ShapeError
 from caffelite.filler import fill
 from caffelite.layer import Layer, register_layer
-from caffelite.layers import parallel
-from caffelite.layers.im2col import ConvGeometry, WideColumns, Workspace, deconv_out_size
 
 # Columns are built for about this many bytes of images at a time (at least one image): the buffers stay
 # in cache and below malloc's mmap threshold instead of a fresh, page-faulting multi-MB array per call
