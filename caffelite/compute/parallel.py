@@ -2,60 +2,60 @@
 
 NumPy releases the GIL inside its loops (and OpenBLAS calls), so a layer that splits its batch into
 parts and hands them to threads uses every core for the elementwise work that one NumPy call does on
-one core (measured on 2 cores: LRN on AlexNet's norm1 12.1 -> 6.6 ms, CIFAR10's pool1 35 -> 18 ms).
+one core (measurements: benchmarks/README.md).
 Results are combined in part order, so the numbers do not depend on the threads.  A blob's ``diff``
 is allocated on first use: read it before handing parts to threads.
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
-import numpy as np  # (loads the BLAS that _openblas_threads looks for)
+import numpy as np  # loaded before _blas_threads looks for NumPy's BLAS
 
 WORKERS = min(4, os.cpu_count() or 1)
 PARALLEL_MIN = 1 << 18  # below this many values a batch is not split (a thread hand-off costs ~50 us)
 # Convolution's image chunks (im2col + matrix product + col2im) and big InnerProduct products go to
 # threads with a one-thread BLAS: a multi-threaded BLAS called from several threads at once contends
-# with them (measured on 2 cores, AlexNet batch 10: 616 -> 724 ms), while one-thread BLAS + chunk
-# threads is the fastest setting (CIFAR10-quick batch 100: 147 ms, against 179 ms with BLAS threads
-# alone).  When the environment already asks for one BLAS thread (CHUNK_THREADS), nothing is switched;
-# otherwise single_threaded_blas switches OpenBLAS to one thread for the duration.
+# with them, while one-thread BLAS + chunk threads is the fastest setting (benchmarks/README.md).
+# When the environment already asks for one BLAS thread (CHUNK_THREADS), nothing is switched; otherwise
+# single_threaded_blas switches the BLAS to one thread for the duration.
 CHUNK_THREADS = any(os.environ.get(v) == "1" for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"))
 _executor: ThreadPoolExecutor | None = None
 
 
-def _openblas_threads():
-    """(get, set) of the thread count of the OpenBLAS loaded by NumPy; None when not found (another BLAS,
-    not Linux): then nothing is switched."""
+def _blas_threads():
+    """(get, set) of the thread count of the BLAS that NumPy loaded (OpenBLAS, MKL, BLIS), through
+    threadpoolctl (the optional extra ``caffelite[threads]``); None without threadpoolctl or without a
+    BLAS it knows: then nothing is switched and convolution and InnerProduct run in the BLAS's own
+    threads.  The controllers are found once; a switch is then one call into the library."""
     try:
-        with open("/proc/self/maps") as f:
-            paths = {line.split()[-1] for line in f if "openblas" in line.rsplit("/", 1)[-1].lower()}
-        for path in sorted(paths):
-            lib = ctypes.CDLL(path)
-            for prefix, suffix in (("scipy_openblas", "64_"), ("openblas", "64_"), ("openblas", ""),
-                                   ("scipy_openblas", "")):
-                get = getattr(lib, "%s_get_num_threads%s" % (prefix, suffix), None)
-                set_ = getattr(lib, "%s_set_num_threads%s" % (prefix, suffix), None)
-                if get is not None and set_ is not None:
-                    get.restype, set_.argtypes = ctypes.c_int, [ctypes.c_int]
-                    return get, set_
-    except OSError:
-        pass
-    return None
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return None
+    libs = ThreadpoolController().select(user_api="blas").lib_controllers
+    if not libs:
+        return None
+
+    def get() -> int:
+        return max(lib.num_threads for lib in libs)
+
+    def set_(n: int) -> None:
+        for lib in libs:
+            lib.set_num_threads(n)
+    return get, set_
 
 
-_BLAS = _openblas_threads()
+_BLAS = _blas_threads()
 
 
 @contextmanager
 def single_threaded_blas() -> Iterator[bool]:
-    """For the duration, OpenBLAS runs one thread per call, so that chunks of work in threads do not
-    contend with its threads (measured on 2 cores: CIFAR10-quick 170 -> 126 ms); yields whether
+    """For the duration, the BLAS runs one thread per call, so that chunks of work in threads do not
+    contend with its threads; yields whether
     parts may go to threads (False when the BLAS thread count could not be set).  Call it from one
     thread only, not while another thread is in a BLAS call."""
     if CHUNK_THREADS or WORKERS < 2:
@@ -105,14 +105,14 @@ def start_parts(fn: Callable, parts: Sequence) -> Callable[[], list]:
     return lambda: [f.result() for f in futures]
 
 
-# Products run with a one-thread OpenBLAS: its idle threads spin for a while after each multi-threaded
-# call and slow down the other layers' threads (measured on 2 cores: LeNet 30 -> 21 ms, CIFAR10-quick
-# 172 -> 126 ms).  Those of at least THREADED_MIN multiply-adds are split over our threads by output
-# columns (or rows) instead (below, the hand-off costs more: CIFAR10's ip1).  Every output value is the
+# Products run with a one-thread BLAS: OpenBLAS's idle threads spin for a while after each multi-threaded
+# call and slow down the other layers' threads (benchmarks/README.md).  Those of at least THREADED_MIN
+# multiply-adds are split over our threads by output columns (or rows) instead (below, the hand-off costs
+# more: CIFAR10's ip1).  Every output value is the
 # same dot product as in one call (OpenBLAS may pick another kernel for a part: float32 round-off).
 THREADED_MIN = 1 << 24
 # The weight gradient is added in row blocks of about this many bytes: one reused, cache-sized product
-# instead of a weight-sized temporary (AlexNet fc6, 151 MB: 48 -> 27 ms).
+# instead of a weight-sized temporary.
 ADD_BLOCK_BYTES = 1 << 20
 
 

@@ -33,8 +33,7 @@ from caffelite.filler import fill
 from caffelite.layer import Layer, register_layer
 
 # Columns are built for about this many bytes of images at a time (at least one image): the buffers stay
-# in cache and below malloc's mmap threshold instead of a fresh, page-faulting multi-MB array per call
-# (measured on LeNet, CIFAR10 and AlexNet layers: 1-8 MiB alike, 64 MiB and whole-batch columns slower).
+# in cache and below malloc's mmap threshold instead of a fresh, page-faulting multi-MB array per call.
 CHUNK_BYTES = 4 << 20
 # Stride-1 convolutions use WideColumns (long contiguous runs); False forces the exact im2col.
 WIDE = True
@@ -174,7 +173,7 @@ class ConvolutionLayer(_BaseConvolution):
         if WIDE and not g.is_1x1 and all(s == 1 for s in g.stride):
             self.wide = WideColumns(self.in_spatial, g.kernel, g.pad, g.dilation)
             # The input gradient as a stride-1 convolution of the padded top diff with the flipped kernel,
-            # when its columns are no bigger than col2im's (measured: then it is faster; else slower).
+            # when its columns are no bigger than col2im's (then it is the faster path).
             back_pad = [d * (k - 1) - p for k, p, d in zip(g.kernel, g.pad, g.dilation)]
             if min(back_pad) >= 0:
                 back = WideColumns(self.out_spatial, g.kernel, back_pad, g.dilation, role="back")
@@ -271,8 +270,7 @@ class ConvolutionLayer(_BaseConvolution):
         partial = None
         if need_w:
             # dW_g = dY_g X_g^T; when the images are long next to the outputs, as (X_g dY_g^T)^T, both operands
-            # row-major: a faster GEMM than the transposed one, worth the copy of dY (measured with a one-thread
-            # BLAS: CIFAR10's conv1 and conv2 25-35% faster; AlexNet's conv3-5, few positions, 20% slower)
+            # row-major: a faster GEMM than the transposed one, worth the copy of dY (not with few positions)
             cols = self._cols(x[n0:n1])
             partial = np.empty(w.shape, w.dtype)
             if dy.shape[1] >= 8 * go:
