@@ -28,7 +28,8 @@ from caffelite.errors import (
     UnsupportedError,
     WeightsError,
 )
-from caffelite.layer import TEST, TRAIN, Layer, layer_type_list, register_layer
+from caffelite.layer import TEST, TRAIN, Layer, register_layer
+from caffelite.layer_factory import layer_type_list
 from caffelite.net import Net
 from caffelite.solvers import (
     AdaDeltaSolver,

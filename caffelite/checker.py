@@ -32,7 +32,8 @@ from caffelite.errors import (
     ShapeError,
     UnsupportedError,
 )
-from caffelite.layer import TEST, TRAIN, layer_class, layer_type_list
+from caffelite.layer import TEST, TRAIN
+from caffelite.layer_factory import layer_class, layer_type_list
 from caffelite.layers.loss import get_normalizer, resolved_normalization
 from caffelite.net import state_meets_rule
 from caffelite.proto import caffe_pb2

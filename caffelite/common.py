@@ -10,6 +10,11 @@ import warnings
 import numpy as np
 
 from caffelite.errors import UnsupportedError
+from caffelite.proto import caffe_pb2
+
+# Caffe's Phase enum: which half of a net (and which data transformation) runs.
+TRAIN = caffe_pb2.TRAIN
+TEST = caffe_pb2.TEST
 
 _rng = np.random.default_rng()
 

@@ -21,7 +21,8 @@ import json
 import numpy as np
 
 from caffelite.errors import CaffeliteError, NetError
-from caffelite.layer import TRAIN, layer_class
+from caffelite.layer import TRAIN
+from caffelite.layer_factory import layer_class
 from caffelite.layers.loss import get_normalizer, resolved_normalization
 from caffelite.net import Net, filter_net
 from caffelite.proto import caffe_pb2

@@ -1,6 +1,7 @@
 """Layer: Caffe's template method around pycaffe's four hooks, and the layer registry.
 
-Caffe: include/caffe/layer.hpp, include/caffe/layer_factory.hpp.
+Caffe: include/caffe/layer.hpp.  The lookup by type name (which imports every layer family) is in
+caffelite/layer_factory.py, as Caffe keeps it in layer_factory.
 
 A layer subclass overrides the hooks ``setup``, ``reshape``, ``forward`` and ``backward`` (the
 names pycaffe gives Python layers, so a user's ``caffe.Layer`` subclass and ours look alike) and
@@ -10,17 +11,16 @@ declares its blob counts.  The net calls the wrappers ``run_setup``, ``run_forwa
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Sequence
 
 import numpy as np
 
 from caffelite.blob import Blob
-from caffelite.errors import BackwardError, LayerError, UnknownLayerTypeError
+from caffelite.common import TEST, TRAIN
+from caffelite.errors import BackwardError, LayerError
 from caffelite.proto import caffe_pb2
 
-TRAIN = caffe_pb2.TRAIN
-TEST = caffe_pb2.TEST
+__all__ = ["TRAIN", "TEST", "BlobVec", "Layer", "register_layer"]
 
 
 class BlobVec(list):
@@ -218,33 +218,3 @@ def register_layer(cls: type[Layer]) -> type[Layer]:
         raise TypeError("Layer type %s already registered." % cls.type)
     _REGISTRY[cls.type] = cls
     return cls
-
-
-def _load_builtin_layers() -> None:
-    import caffelite.layers  # noqa: F401  (importing the package registers every family)
-
-
-def layer_type_list() -> list[str]:
-    """Every registered Caffe layer type, sorted (pycaffe's ``caffe.layer_type_list()``)."""
-    _load_builtin_layers()
-    return sorted(_REGISTRY)
-
-
-def layer_class(type_name: str) -> type[Layer]:
-    _load_builtin_layers()
-    try:
-        return _REGISTRY[type_name]
-    except KeyError:
-        known = sorted(_REGISTRY)
-        close = difflib.get_close_matches(type_name, known, n=1)
-        if not close:
-            lowered = {k.lower(): k for k in known}
-            close = [lowered[type_name.lower()]] if type_name.lower() in lowered else []
-        hint = " Did you mean '%s'?" % close[0] if close else ""
-        raise UnknownLayerTypeError("Unknown layer type: %s (known types: %s).%s"
-                                    % (type_name, ", ".join(known), hint), field="type") from None
-
-
-def create_layer(layer_param) -> Layer:
-    """Caffe's LayerRegistry::CreateLayer."""
-    return layer_class(layer_param.type).create(layer_param)

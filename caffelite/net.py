@@ -25,7 +25,8 @@ from caffelite.errors import (
     NetError,
     ShapeError,
 )
-from caffelite.layer import TEST, TRAIN, Layer, create_layer
+from caffelite.layer import TEST, TRAIN, Layer
+from caffelite.layer_factory import create_layer
 from caffelite.net_passes import filter_net, insert_splits, state_meets_rule
 from caffelite.proto import caffe_pb2
 from caffelite.protoio import (
@@ -388,9 +389,10 @@ class Net:
         ``data``: C-contiguous float32 N x C x H x W; ``labels``: float32 N (or N x 1 x 1 x 1);
         N a multiple of the layer's batch_size.  Caffe: python/caffe/_caffe.cpp.
         """
-        from caffelite.layers.data_files import set_input_arrays
-
-        set_input_arrays(self, data, labels)
+        layer = self.layers[0] if self.layers else None
+        if not hasattr(layer, "set_input_arrays"):
+            raise LayerError("set_input_arrays may only be called if the first layer is a MemoryDataLayer")
+        layer.set_input_arrays(data, labels)
 
     def forward_from_to(self, start: int = 0, end: int | None = None) -> float:
         """Caffe's Net::ForwardFromTo (inclusive); returns the total weighted loss."""

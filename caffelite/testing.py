@@ -15,7 +15,8 @@ import numpy as np
 
 from caffelite.blob import Blob
 from caffelite.common import set_random_seed
-from caffelite.layer import Layer, create_layer
+from caffelite.layer import Layer
+from caffelite.layer_factory import create_layer
 from caffelite.proto import caffe_pb2
 from caffelite.protoio import parse_text
 

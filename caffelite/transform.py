@@ -31,7 +31,7 @@ import os
 
 import numpy as np
 
-from caffelite.common import rng
+from caffelite.common import TRAIN, rng
 from caffelite.errors import (
     CaffeFileNotFoundError,
     FileFormatError,
@@ -39,7 +39,6 @@ from caffelite.errors import (
     MissingDependencyError,
     ShapeError,
 )
-from caffelite.layer import TRAIN
 from caffelite.proto import caffe_pb2
 
 __all__ = ["DataTransformer", "import_optional", "read_image", "resize_bilinear", "datum_to_array",

@@ -17,7 +17,7 @@ from google.protobuf import text_format
 
 from caffelite import upgrade as U
 from caffelite.errors import NetError, ProtoError, SolverError, UnknownLayerTypeError
-from caffelite.layer import layer_type_list
+from caffelite.layer_factory import layer_type_list
 from caffelite.net import filter_net, insert_splits
 from caffelite.proto import caffe_pb2
 from caffelite.protoio import parse_text, read_text_proto, write_binary_proto

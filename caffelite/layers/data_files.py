@@ -261,36 +261,36 @@ class MemoryDataLayer(_DataLayerBase):
         top[1].data[...] = self._labels[rows]
         self.pos = (self.pos + self.batch_size) % self.n
 
+    def set_input_arrays(self, data: np.ndarray, labels: np.ndarray) -> None:
+        """pycaffe's ``Net.set_input_arrays``, with its checks and messages (Net calls it on its first layer).
 
-def set_input_arrays(net, data: np.ndarray, labels: np.ndarray) -> None:
-    """pycaffe's ``Net.set_input_arrays``, with its checks and messages (used by Net)."""
-    layer = net.layers[0] if net.layers else None
-    if not isinstance(layer, MemoryDataLayer):
-        raise LayerError("set_input_arrays may only be called if the first layer is a MemoryDataLayer")
-    labels = np.asarray(labels)
-    if labels.ndim == 1:  # pycaffe accepts 1-D labels and makes them N x 1 x 1 x 1
-        labels = np.ascontiguousarray(labels[:, None, None, None])
-    for name, arr, dims in (("data array", np.asarray(data), (layer.channels, layer.height, layer.width)),
-                            ("labels array", labels, (1, 1, 1))):
-        if not arr.flags["C_CONTIGUOUS"]:
-            raise ShapeError("%s must be C contiguous" % name)
-        if arr.ndim != 4:
-            raise ShapeError("%s must be 4-d (got shape %s)" % (name, list(arr.shape)))
-        if arr.dtype != np.float32:
-            raise ShapeError("%s must be float32 (got %s)" % (name, arr.dtype))
-        for axis, what in ((1, "channels"), (2, "height"), (3, "width")):
-            if arr.shape[axis] != dims[axis - 1]:
-                raise ShapeError("%s has wrong %s (got %d, expected %d)"
-                                 % (name, "number of channels" if what == "channels" else what,
-                                    arr.shape[axis], dims[axis - 1]))
-    data = np.asarray(data)
-    if data.shape[0] != labels.shape[0]:
-        raise ShapeError("data and labels must have the same first dimension (%d vs %d)"
-                         % (data.shape[0], labels.shape[0]))
-    if data.shape[0] % layer.batch_size:
-        raise ShapeError("first dimensions of input arrays must be a multiple of batch size "
-                         "(%d rows, batch_size %d)" % (data.shape[0], layer.batch_size))
-    layer.reset(data, labels, data.shape[0])
+        ``data``: C-contiguous float32 N x C x H x W; ``labels``: float32 N (or N x 1 x 1 x 1);
+        N a multiple of ``batch_size``.  Caffe: python/caffe/_caffe.cpp.
+        """
+        labels = np.asarray(labels)
+        if labels.ndim == 1:  # pycaffe accepts 1-D labels and makes them N x 1 x 1 x 1
+            labels = np.ascontiguousarray(labels[:, None, None, None])
+        for name, arr, dims in (("data array", np.asarray(data), (self.channels, self.height, self.width)),
+                                ("labels array", labels, (1, 1, 1))):
+            if not arr.flags["C_CONTIGUOUS"]:
+                raise ShapeError("%s must be C contiguous" % name)
+            if arr.ndim != 4:
+                raise ShapeError("%s must be 4-d (got shape %s)" % (name, list(arr.shape)))
+            if arr.dtype != np.float32:
+                raise ShapeError("%s must be float32 (got %s)" % (name, arr.dtype))
+            for axis, what in ((1, "channels"), (2, "height"), (3, "width")):
+                if arr.shape[axis] != dims[axis - 1]:
+                    raise ShapeError("%s has wrong %s (got %d, expected %d)"
+                                     % (name, "number of channels" if what == "channels" else what,
+                                        arr.shape[axis], dims[axis - 1]))
+        data = np.asarray(data)
+        if data.shape[0] != labels.shape[0]:
+            raise ShapeError("data and labels must have the same first dimension (%d vs %d)"
+                             % (data.shape[0], labels.shape[0]))
+        if data.shape[0] % self.batch_size:
+            raise ShapeError("first dimensions of input arrays must be a multiple of batch size "
+                             "(%d rows, batch_size %d)" % (data.shape[0], self.batch_size))
+        self.reset(data, labels, data.shape[0])
 
 
 # --- HDF5 --------------------------------------------------------------------------------------

@@ -11,7 +11,8 @@ from caffelite import proto
 from caffelite._version import __version__
 from caffelite.blob import Blob
 from caffelite.common import has_nccl, set_device, set_mode_cpu, set_mode_gpu, set_random_seed
-from caffelite.layer import TEST, TRAIN, Layer, layer_type_list
+from caffelite.layer import TEST, TRAIN, Layer
+from caffelite.layer_factory import layer_type_list
 from caffelite.net import Net
 from caffelite.net_spec import NetSpec, layers, params, to_proto
 from caffelite.pycaffe import io  # pycaffe imports io with the package

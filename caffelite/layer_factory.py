@@ -1,0 +1,40 @@
+"""The layer factory: look up a layer class by its Caffe type name and create layers.
+
+Caffe: include/caffe/layer_factory.hpp.  The registry itself (``register_layer``) lives in
+caffelite/layer.py; this module imports :mod:`caffelite.layers` so that every built-in family has
+registered itself before the first lookup.
+"""
+
+from __future__ import annotations
+
+import difflib
+
+import caffelite.layers  # noqa: F401  (importing the package registers every family)
+from caffelite.errors import UnknownLayerTypeError
+from caffelite.layer import _REGISTRY, Layer
+
+__all__ = ["create_layer", "layer_class", "layer_type_list"]
+
+
+def layer_type_list() -> list[str]:
+    """Every registered Caffe layer type, sorted (pycaffe's ``caffe.layer_type_list()``)."""
+    return sorted(_REGISTRY)
+
+
+def layer_class(type_name: str) -> type[Layer]:
+    try:
+        return _REGISTRY[type_name]
+    except KeyError:
+        known = sorted(_REGISTRY)
+        close = difflib.get_close_matches(type_name, known, n=1)
+        if not close:
+            lowered = {k.lower(): k for k in known}
+            close = [lowered[type_name.lower()]] if type_name.lower() in lowered else []
+        hint = " Did you mean '%s'?" % close[0] if close else ""
+        raise UnknownLayerTypeError("Unknown layer type: %s (known types: %s).%s"
+                                    % (type_name, ", ".join(known), hint), field="type") from None
+
+
+def create_layer(layer_param) -> Layer:
+    """Caffe's LayerRegistry::CreateLayer."""
+    return layer_class(layer_param.type).create(layer_param)
