@@ -20,18 +20,19 @@ import json
 
 import numpy as np
 
+from caffelite.common import TRAIN
 from caffelite.errors import CaffeliteError, NetError
-from caffelite.layer import TRAIN
 from caffelite.layer_factory import layer_class
 from caffelite.layers.loss import get_normalizer, resolved_normalization
-from caffelite.net import Net, filter_net
+from caffelite.net import Net
+from caffelite.net_passes import filter_net
 from caffelite.proto import caffe_pb2
 from caffelite.protoio import read_net_param
 
 __all__ = ["explain_file", "explain_param", "parse_values", "MESSAGES"]
 
 _Norm = caffe_pb2.LossParameter
-NORM_NAMES = {v: k for k, v in _Norm.NormalizationMode.items()}
+_norm_name = _Norm.NormalizationMode.Name  # LossParameter.NormalizationMode value -> its name
 LABELED = {"SoftmaxWithLoss", "Accuracy", "InfogainLoss", "MultinomialLogisticLoss", "HingeLoss"}
 MAX_POSITIONS = 8  # positions printed in full; the rest are summarised
 
@@ -305,17 +306,17 @@ def _mode_text(t: _Trace, loss_param, default: int, sigmoid: bool = False) -> tu
     mode = resolved_normalization(loss_param, default)
     if loss_param.HasField("normalization"):
         extra = t.m["normalize_ignored"] if loss_param.HasField("normalize") else ""
-        return mode, t.m["mode_explicit"].format(mode=NORM_NAMES[mode], extra=extra)
+        return mode, t.m["mode_explicit"].format(mode=_norm_name(mode), extra=extra)
     if loss_param.HasField("normalize"):
         extra = "" if loss_param.normalize else t.m["not_none"]
-        return mode, t.m["mode_legacy"].format(value=str(loss_param.normalize).lower(), mode=NORM_NAMES[mode],
+        return mode, t.m["mode_legacy"].format(value=str(loss_param.normalize).lower(), mode=_norm_name(mode),
                                                extra=extra)
-    return mode, t.m["mode_default"].format(mode=NORM_NAMES[mode], extra=t.m["scb_default"] if sigmoid else "")
+    return mode, t.m["mode_default"].format(mode=_norm_name(mode), extra=t.m["scb_default"] if sigmoid else "")
 
 
 def _normalizer_lines(t: _Trace, mode, outer, inner, valid, n_ignored) -> float:
     z = get_normalizer(mode, outer, inner, valid)
-    formula = t.m["f_" + NORM_NAMES[mode]].format(outer=outer, inner=inner, valid=valid)
+    formula = t.m["f_" + _norm_name(mode)].format(outer=outer, inner=inner, valid=valid)
     t.say("normalizer", 2, formula=formula, value=_f(z))
     if n_ignored:
         t.say("ignored_count", 2, n=n_ignored)
