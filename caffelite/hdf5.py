@@ -20,7 +20,7 @@ import numpy as np
 
 from caffelite.errors import CaffeFileNotFoundError, FileFormatError, UnsupportedError, WeightsError
 
-__all__ = ["save_net_hdf5", "load_net_hdf5", "save_solver_state_hdf5", "load_solver_state_hdf5", "is_hdf5"]
+__all__ = ["save_weights_hdf5", "load_weights_hdf5", "save_solver_state_hdf5", "load_solver_state_hdf5", "is_hdf5"]
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
@@ -70,47 +70,48 @@ def _open(path: str, what: str):
         raise FileFormatError("cannot open %s as HDF5: %s" % (path, e), file=str(path)) from None
 
 
-def _owned(net, layer_id: int, param_id: int) -> bool:
-    """Whether the parameter is its own owner (not a named share of an earlier layer's)."""
-    lp = net.layers[layer_id].layer_param
-    name = lp.param[param_id].name if param_id < len(lp.param) else ""
-    return not name or net._param_owner.get(name) == (layer_id, param_id)
+def save_weights_hdf5(path: str, layers, write_diff: bool = False) -> None:
+    """Caffe's Net::ToHDF5.
 
-
-def save_net_hdf5(net, path: str, write_diff: bool = False) -> None:
-    """Caffe's Net::ToHDF5."""
+    ``layers``: per layer in net order, ``(name, blobs, owned)``: its parameter Blobs, and per blob
+    whether it owns its data (False for a named share of an earlier layer's parameter, whose data
+    is written only under its owner; its diff is written under every layer).
+    """
     path = os.fspath(path)
     with _atomic_h5(path) as f:
         data = f.create_group("data")
         diff = f.create_group("diff") if write_diff else None
-        for layer_id, (name, layer) in enumerate(zip(net._layer_names, net.layers)):
+        for name, blobs, owned in layers:
             group = data.create_group(name)
             dgroup = diff.create_group(name) if diff is not None else None
-            for j, blob in enumerate(layer.blobs):
-                if _owned(net, layer_id, j):
+            for j, blob in enumerate(blobs):
+                if owned[j]:
                     group.create_dataset(str(j), data=np.asarray(blob.data, dtype=np.float32))
                 if dgroup is not None:
                     dgroup.create_dataset(str(j), data=np.asarray(blob.diff, dtype=np.float32))
 
 
-def load_net_hdf5(net, path: str) -> None:
-    """Caffe's Net::CopyTrainedLayersFromHDF5: copy by layer name; shapes must match exactly."""
+def load_weights_hdf5(path: str, layers) -> None:
+    """Caffe's Net::CopyTrainedLayersFromHDF5: copy by layer name; shapes must match exactly.
+
+    ``layers``: ``(name, blobs, owned)`` per layer, as for :func:`save_weights_hdf5`; a blob that is not
+    its own owner may be absent from the file (its owner brings the data).
+    """
     path = os.fspath(path)
-    index = {n: i for i, n in enumerate(net._layer_names)}
+    index = {name: (blobs, owned) for name, blobs, owned in layers}
     with _open(path, "weights (HDF5)") as f:
         if "data" not in f:
             raise FileFormatError("Error reading weights from %s: no /data group" % path, file=path)
         for name, group in f["data"].items():
-            layer_id = index.get(name)
-            if layer_id is None:
+            if name not in index:
                 continue  # Caffe: "Ignoring source layer"
-            target = net.layers[layer_id].blobs
+            target, owned = index[name]
             if len(group) > len(target):
                 raise WeightsError("Incompatible number of blobs for layer %s (net has %d, weights have %d)"
                                    % (name, len(target), len(group)), file=path, layer=name)
             for j, blob in enumerate(target):
                 if str(j) not in group:
-                    if _owned(net, layer_id, j):
+                    if owned[j]:
                         raise WeightsError("Incompatible number of blobs for layer %s (no dataset %d)"
                                            % (name, j), file=path, layer=name)
                     continue  # a shared parameter: its owner brings it

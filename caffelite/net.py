@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from collections import OrderedDict
 from collections.abc import Sequence
+from itertools import zip_longest
 
 import numpy as np
 
@@ -25,9 +26,19 @@ from caffelite.errors import (
     NetError,
     ShapeError,
 )
+from caffelite.hdf5 import load_weights_hdf5, save_weights_hdf5
 from caffelite.layer import TEST, TRAIN, Layer
 from caffelite.layer_factory import create_layer
-from caffelite.net_passes import filter_net, insert_splits, state_meets_rule
+from caffelite.net_passes import (
+    duplicate_top_message,
+    filter_net,
+    insert_splits,
+    is_in_place,
+    num_top_blobs,
+    propagate_down_count_error,
+    state_meets_rule,
+    unknown_bottom_message,
+)
 from caffelite.proto import caffe_pb2
 from caffelite.protoio import (
     blob_to_proto,
@@ -80,8 +91,9 @@ class Net:
         if weights:
             self.copy_from(weights)
 
-    # --- construction -----------------------------------------------------------------------
+    # --- construction: Caffe's Net::Init, step by step --------------------------------------
     def _init(self, in_param) -> None:
+        """Caffe's Net::Init: FilterNet, InsertSplits, then each layer in order, then need-backward."""
         source = self._source
         self.phase = in_param.state.phase
         param = insert_splits(filter_net(in_param, source), source)
@@ -100,112 +112,157 @@ class Net:
         self._layer_need_backward: list[bool] = []
         self._input_ids: list[int] = []
         self._blob_loss_weights: dict[int, float] = {}
-        self._param_owner: dict[str, tuple[int, int]] = {}
-        self._param_lr: list[tuple[bool, float, bool, float]] = []  # per learnable param
+        # every parameter blob of every layer, in order (Caffe's params_ indexing):
+        self._param_layer_indices: list[tuple[int, int]] = []  # -> (layer, index in its blobs)
+        self._param_owners: list[int] = []  # -> -1 when it owns its data, else the owner's index
+        self._param_names_index: dict[str, int] = {}  # a named param -> the index of its owner
+        self._param_lr: list[list] = []  # per learnable param: [has lr_mult, lr_mult, has decay_mult, decay_mult]
         self._learnable: list[Blob] = []
         self._param_learnable_id: dict[tuple[int, int], int] = {}
         self._blobs_dict: OrderedDict | None = None
         self._params_dict: OrderedDict | None = None
-        available: dict[str, None] = {}  # insertion-ordered set
-        memory = 0
-        mem_limit = physical_memory()
-
+        self._memory_used = 0  # bytes of top data so far (Caffe's memory_used_)
+        self._memory_limit = physical_memory()
+        available: dict[str, None] = {}  # tops not consumed yet, as an insertion-ordered set
         for layer_id, lp in enumerate(param.layer):
-            if not lp.HasField("phase"):
-                lp.phase = self.phase
-            if len(lp.propagate_down) and len(lp.propagate_down) != len(lp.bottom):
-                raise NetError("propagate_down param must be specified either 0 or bottom_size times "
-                               "(%d given, %d bottoms)" % (len(lp.propagate_down), len(lp.bottom)),
-                               file=source, layer=lp.name, layer_type=lp.type, field="propagate_down")
-            try:
-                layer = create_layer(lp)
-            except CaffeliteError as e:  # keep a cause the raiser chained (e.g. a Python layer's)
-                raise _context(e, lp, source) from e.__cause__
-            self.layers.append(layer)
-            self._layer_names.append(lp.name)
-            need_backward = False
-            bottoms, bneed = [], []
-            for bottom_id, name in enumerate(lp.bottom):
-                if name not in available:
-                    raise NetError("Unknown bottom blob '%s' (layer '%s', bottom index %d)"
-                                   % (name, lp.name, bottom_id), file=source, layer=lp.name,
-                                   layer_type=lp.type, field="bottom")
-                blob_id = self._blob_index[name]
-                del available[name]
-                bottoms.append(blob_id)
-                pd = lp.propagate_down[bottom_id] if len(lp.propagate_down) else True
-                bneed.append(self._blob_need_backward[blob_id] and pd)
-                need_backward |= self._blob_need_backward[blob_id]
-            tops = []
-            for top_id, name in enumerate(lp.top):
-                if top_id < len(lp.bottom) and lp.bottom[top_id] == name:
-                    tops.append(self._blob_index[name])  # in-place
-                elif name in self._blob_index:
-                    raise NetError("Top blob '%s' produced by multiple sources." % name, file=source,
-                                   layer=lp.name, layer_type=lp.type, field="top")
-                else:
-                    tops.append(self._new_blob(name))
-                available[name] = None
-                if lp.type == "Input":
-                    self._input_ids.append(tops[-1])
-            if layer.auto_top_blobs():
-                needed = max(layer.min_top_blobs(), layer.exact_num_top_blobs())
-                for _ in range(len(tops), needed):
-                    tops.append(self._new_blob("(automatic)", index=False))
-            self._bottom_ids.append(bottoms)
-            self._top_ids.append(tops)
-            self._bottom_need_backward.append(bneed)
-            bottom_blobs = [self._blob_list[i] for i in bottoms]
-            top_blobs = [self._blob_list[i] for i in tops]
-            try:
-                layer.run_setup(bottom_blobs, top_blobs)
-            except CaffeliteError as e:
-                raise _context(e, lp, source) from e.__cause__
-            except (ValueError, IndexError, KeyError, TypeError, ZeroDivisionError, AttributeError) as e:
-                if not type(layer).__module__.startswith("caffelite."):
-                    raise  # a user's Python layer: its own exception type, as in pycaffe
-                raise LayerError("setup failed: %s: %s" % (type(e).__name__, e), file=source, layer=lp.name,
-                                 layer_type=lp.type) from e
-            for top_id, blob_id in enumerate(tops):
-                self._blob_loss_weights[blob_id] = layer.loss(top_id)
-                memory += self._blob_list[blob_id].count * 4
-            if memory > mem_limit:
-                raise BlobMemoryError("the net's blobs need %.1f GiB after this layer, more than this "
-                                      "machine's %.1f GiB" % (memory / 2**30, mem_limit / 2**30),
-                                      file=source, layer=lp.name, layer_type=lp.type)
-            n_params = len(layer.blobs)
-            lp = layer.layer_param  # setup may add param specs (BatchNorm masks its statistics)
-            if len(lp.param) > n_params:
-                raise NetError("Too many params specified for layer %s (%d param specs, %d parameter blobs)"
-                               % (lp.name, len(lp.param), n_params), file=source, layer=lp.name,
-                               layer_type=lp.type, field="param")
-            for param_id in range(n_params):
-                spec = lp.param[param_id] if param_id < len(lp.param) else caffe_pb2.ParamSpec()
-                lr_positive = spec.lr_mult > 0
-                need_backward |= lr_positive
-                layer.set_param_propagate_down(param_id, lr_positive)
-            for param_id in range(n_params):
-                self._append_param(layer_id, param_id)
-            self._layer_need_backward.append(need_backward)
-            if need_backward:
-                for blob_id in tops:
-                    self._blob_need_backward[blob_id] = True
-
+            self._append_layer(layer_id, lp, available)
         self._prune_backward()
         if param.force_backward:
-            for layer_id, layer in enumerate(self.layers):
-                self._layer_need_backward[layer_id] = True
-                for bottom_id, blob_id in enumerate(self._bottom_ids[layer_id]):
-                    # deliberate improvement on Caffe: inputs without a gradient are skipped
-                    need = self._bottom_need_backward[layer_id][bottom_id] or layer.allow_force_backward(bottom_id)
-                    if not layer.allow_force_backward(bottom_id):  # an explicit request is refused below
-                        need = self._explicit_pd(layer_id, bottom_id)
-                    self._bottom_need_backward[layer_id][bottom_id] = need
-                    self._blob_need_backward[blob_id] |= need
-                for param_id in range(len(layer.blobs)):
-                    layer.set_param_propagate_down(param_id, True)
+            self._force_backward()
         self._check_explicit_propagate_down()
         self._output_ids = [self._blob_index[n] for n in sorted(available)]
+
+    def _append_layer(self, layer_id: int, lp, available: dict) -> None:
+        """One layer of Net::Init: create it, wire bottoms and tops, set it up, append its params."""
+        if not lp.HasField("phase"):
+            lp.phase = self.phase
+        message = propagate_down_count_error(lp)
+        if message:
+            raise NetError(message, file=self._source, layer=lp.name, layer_type=lp.type, field="propagate_down")
+        try:
+            layer = create_layer(lp)
+        except CaffeliteError as e:  # keep a cause the raiser chained (e.g. a Python layer's)
+            raise _context(e, lp, self._source) from e.__cause__
+        self.layers.append(layer)
+        self._layer_names.append(lp.name)
+        self._bottom_ids.append([])
+        self._top_ids.append([])
+        self._bottom_need_backward.append([])
+        need_backward = False
+        for bottom_id in range(len(lp.bottom)):
+            need_backward |= self._append_bottom(layer_id, bottom_id, available)
+        for top_id in range(num_top_blobs(layer, len(lp.top))):
+            self._append_top(layer_id, top_id, available)
+        self._setup_layer(layer_id)
+        self._append_loss_weights(layer_id)
+        need_backward |= self._set_param_propagate_down(layer_id)
+        for param_id in range(len(layer.blobs)):
+            self._append_param(layer_id, param_id)
+        self._layer_need_backward.append(need_backward)
+        if need_backward:
+            for blob_id in self._top_ids[layer_id]:
+                self._blob_need_backward[blob_id] = True
+
+    def _append_bottom(self, layer_id: int, bottom_id: int, available: dict) -> bool:
+        """Caffe's Net::AppendBottom: consume an available blob; whether it needs backward."""
+        lp = self.param.layer[layer_id]
+        name = lp.bottom[bottom_id]
+        if name not in available:
+            raise NetError(unknown_bottom_message(name, lp.name, bottom_id), file=self._source, layer=lp.name,
+                           layer_type=lp.type, field="bottom")
+        blob_id = self._blob_index[name]
+        del available[name]
+        self._bottom_ids[layer_id].append(blob_id)
+        propagate_down = lp.propagate_down[bottom_id] if len(lp.propagate_down) else True
+        self._bottom_need_backward[layer_id].append(self._blob_need_backward[blob_id] and propagate_down)
+        return self._blob_need_backward[blob_id]
+
+    def _append_top(self, layer_id: int, top_id: int, available: dict) -> None:
+        """Caffe's Net::AppendTop: a new blob, the bottom's blob when in place, or an anonymous automatic top."""
+        lp = self.param.layer[layer_id]
+        if top_id >= len(lp.top):  # an auto_top_blobs layer's extra top: never a net output
+            self._top_ids[layer_id].append(self._new_blob("(automatic)", index=False))
+            return
+        name = lp.top[top_id]
+        if is_in_place(lp, top_id):
+            blob_id = self._blob_index[name]
+        elif name in self._blob_index:
+            raise NetError(duplicate_top_message(name), file=self._source, layer=lp.name, layer_type=lp.type,
+                           field="top")
+        else:
+            blob_id = self._new_blob(name)
+        self._top_ids[layer_id].append(blob_id)
+        available[name] = None
+        if lp.type == "Input":
+            self._input_ids.append(blob_id)
+
+    def _new_blob(self, name: str, index: bool = True) -> int:
+        blob_id = len(self._blob_list)
+        self._blob_list.append(Blob())
+        self._blob_names.append(name)
+        self._blob_need_backward.append(False)
+        if index:
+            self._blob_index[name] = blob_id
+        return blob_id
+
+    def _setup_layer(self, layer_id: int) -> None:
+        """Layer::SetUp on the wired blobs, with the layer's name and file added to any error."""
+        layer = self.layers[layer_id]
+        lp = layer.layer_param
+        bottom, top = self._layer_blobs(layer_id)
+        try:
+            layer.run_setup(bottom, top)
+        except CaffeliteError as e:
+            raise _context(e, lp, self._source) from e.__cause__
+        except (ValueError, IndexError, KeyError, TypeError, ZeroDivisionError, AttributeError) as e:
+            if not type(layer).__module__.startswith("caffelite."):
+                raise  # a user's Python layer: its own exception type, as in pycaffe
+            raise LayerError("setup failed: %s: %s" % (type(e).__name__, e), file=self._source, layer=lp.name,
+                             layer_type=lp.type) from e
+
+    def _append_loss_weights(self, layer_id: int) -> None:
+        """Caffe's blob_loss_weights_ from each top's loss weight; refuse blobs beyond the machine's memory."""
+        layer = self.layers[layer_id]
+        for top_id, blob_id in enumerate(self._top_ids[layer_id]):
+            self._blob_loss_weights[blob_id] = layer.loss(top_id)
+            self._memory_used += self._blob_list[blob_id].count * 4
+        if self._memory_used > self._memory_limit:
+            lp = layer.layer_param
+            raise BlobMemoryError("the net's blobs need %.1f GiB after this layer, more than this machine's "
+                                  "%.1f GiB" % (self._memory_used / 2**30, self._memory_limit / 2**30),
+                                  file=self._source, layer=lp.name, layer_type=lp.type)
+
+    def _set_param_propagate_down(self, layer_id: int) -> bool:
+        """Caffe's Net::Init: a parameter with lr_mult > 0 is learned; whether any of the layer's is."""
+        layer = self.layers[layer_id]
+        lp = layer.layer_param  # setup may add param specs (BatchNorm masks its statistics)
+        n_params = len(layer.blobs)
+        if len(lp.param) > n_params:
+            raise NetError("Too many params specified for layer %s (%d param specs, %d parameter blobs)"
+                           % (lp.name, len(lp.param), n_params), file=self._source, layer=lp.name,
+                           layer_type=lp.type, field="param")
+        need_backward = False
+        for param_id in range(n_params):
+            spec = lp.param[param_id] if param_id < len(lp.param) else caffe_pb2.ParamSpec()
+            lr_positive = spec.lr_mult > 0
+            need_backward |= lr_positive
+            layer.set_param_propagate_down(param_id, lr_positive)
+        return need_backward
+
+    def _force_backward(self) -> None:
+        """Caffe's force_backward: every layer runs backward, to every bottom that has a gradient."""
+        for layer_id, layer in enumerate(self.layers):
+            self._layer_need_backward[layer_id] = True
+            for bottom_id, blob_id in enumerate(self._bottom_ids[layer_id]):
+                # deliberate improvement on Caffe: inputs without a gradient are skipped
+                if layer.allow_force_backward(bottom_id):
+                    need = True
+                else:  # an explicit request is refused by _check_explicit_propagate_down
+                    need = self._explicit_pd(layer_id, bottom_id)
+                self._bottom_need_backward[layer_id][bottom_id] = need
+                self._blob_need_backward[blob_id] |= need
+            for param_id in range(len(layer.blobs)):
+                layer.set_param_propagate_down(param_id, True)
 
     def _explicit_pd(self, layer_id: int, bottom_id: int) -> bool:
         lp = self.layers[layer_id].layer_param
@@ -220,15 +277,6 @@ class Net:
                         "%s Layer cannot backpropagate to bottom %d ('%s'): it has no gradient; "
                         "set propagate_down: false for it" % (lp.type, bottom_id, lp.bottom[bottom_id]),
                         file=self._source, layer=lp.name, layer_type=lp.type, field="propagate_down")
-
-    def _new_blob(self, name: str, index: bool = True) -> int:
-        blob_id = len(self._blob_list)
-        self._blob_list.append(Blob())
-        self._blob_names.append(name)
-        self._blob_need_backward.append(False)
-        if index:
-            self._blob_index[name] = blob_id
-        return blob_id
 
     def _prune_backward(self) -> None:
         """Walk backwards: layers that feed no loss, or whose bottoms all skip, need no backward."""
@@ -265,15 +313,20 @@ class Net:
         lp = layer.layer_param
         spec = lp.param[param_id] if param_id < len(lp.param) else caffe_pb2.ParamSpec()
         name = spec.name
-        if not name or name not in self._param_owner:
+        net_param_id = len(self._param_layer_indices)
+        self._param_layer_indices.append((layer_id, param_id))
+        if not name or name not in self._param_names_index:
             if name:
-                self._param_owner[name] = (layer_id, param_id)
+                self._param_names_index[name] = net_param_id
+            self._param_owners.append(-1)
             self._param_learnable_id[(layer_id, param_id)] = len(self._learnable)
             self._learnable.append(layer.blobs[param_id])
             self._param_lr.append([spec.HasField("lr_mult"), spec.lr_mult,
                                    spec.HasField("decay_mult"), spec.decay_mult])
             return
-        owner_layer, owner_param = self._param_owner[name]
+        owner_id = self._param_names_index[name]
+        self._param_owners.append(owner_id)
+        owner_layer, owner_param = self._param_layer_indices[owner_id]
         owner = self.layers[owner_layer].blobs[owner_param]
         mine = layer.blobs[param_id]
         where = dict(file=self._source, layer=lp.name, layer_type=lp.type, field="param")
@@ -348,7 +401,16 @@ class Net:
     def blob_loss_weights(self) -> OrderedDict:
         return OrderedDict((n, self._blob_loss_weights.get(i, 0.0)) for n, i in self._blob_index.items())
 
-    _blob_loss_weights_by_name = blob_loss_weights
+    @property
+    def param_owners(self) -> list[int]:
+        """Caffe's Net::param_owners: per parameter blob (layer order), -1 if it owns its data, else the
+        index of the parameter it shares (see ``param_layer_indices``)."""
+        return list(self._param_owners)
+
+    @property
+    def param_layer_indices(self) -> list[tuple[int, int]]:
+        """Caffe's Net::param_layer_indices: per parameter blob, (layer index, index in the layer's blobs)."""
+        return list(self._param_layer_indices)
 
     @property
     def learnable_params(self) -> list[Blob]:
@@ -471,20 +533,94 @@ class Net:
     def _backward(self, start: int, end: int) -> None:
         self.backward_from_to(start, end)
 
+    # --- pycaffe's batch helpers (python/caffe/pycaffe.py: _Net_forward_all, _Net_forward_backward_all,
+    # _Net_batch).  Inputs are cut into batches of the net's batch size (the first axis of its first
+    # blob); the last, short batch is padded with zeros and the padding is dropped from the results.
+    # Where pycaffe fails, we don't: without input arrays both run the net once on what its data
+    # layers give (pycaffe: StopIteration); forward_backward_all stacks every requested blob and diff
+    # (pycaffe's zip of the two dicts leaves the longer one's extras as lists); inputs of unequal
+    # lengths are an error.
     def forward_all(self, blobs: Sequence[str] | None = None, **kwargs) -> dict:
-        """pycaffe's ``Net.forward_all``: forward inputs of any length in batches, stacking outputs."""
-        from caffelite.pycaffe.net_extras import forward_all
-        return forward_all(self, blobs, **kwargs)
+        """pycaffe's ``Net.forward_all``: forward inputs of any length in batches, stacking outputs.
+
+        ``blobs``: blobs to return besides the outputs; ``kwargs``: input name -> array of N items.
+        Returns blob name -> array of N items (copies of each batch's data, padding dropped).
+        """
+        names = set(self.outputs + list(blobs or []))
+        if not kwargs:  # nothing to batch: one pass on whatever the data layers produce
+            outs = self.forward(blobs=blobs)
+            return {name: np.asarray(outs[name]).copy() for name in names}
+        all_outs: dict = {name: [] for name in names}
+        for batch in self._batch(kwargs):
+            outs = self.forward(blobs=blobs, **batch)
+            for name, value in outs.items():
+                all_outs[name].extend(value.copy())
+        for name in all_outs:
+            all_outs[name] = np.asarray(all_outs[name])
+        pad = len(next(iter(all_outs.values()))) - len(next(iter(kwargs.values())))
+        if pad:
+            for name in all_outs:
+                all_outs[name] = all_outs[name][:-pad]
+        return all_outs
 
     def forward_backward_all(self, blobs: Sequence[str] | None = None, diffs: Sequence[str] | None = None,
                              **kwargs) -> tuple[dict, dict]:
-        """pycaffe's ``Net.forward_backward_all``: batched forward and backward, stacking both."""
-        from caffelite.pycaffe.net_extras import forward_backward_all
-        return forward_backward_all(self, blobs, diffs, **kwargs)
+        """pycaffe's ``Net.forward_backward_all``: batched forward and backward, stacking both.
+
+        ``blobs`` / ``diffs``: blobs whose data / diff to return besides the outputs / inputs;
+        ``kwargs``: input name -> array (fed to forward) and output name -> array (fed to backward as
+        the top diff).  Returns (blob name -> stacked data, blob name -> stacked diff), padding dropped.
+        """
+        all_outs: dict = {name: [] for name in set(self.outputs + list(blobs or []))}
+        all_diffs: dict = {name: [] for name in set(self.inputs + list(diffs or []))}
+        if not kwargs:  # nothing to batch: one pass on whatever the data layers produce
+            outs = self.forward(blobs=blobs)
+            grads = self.backward(diffs=diffs)
+            return ({name: np.asarray(outs[name]).copy() for name in all_outs},
+                    {name: np.asarray(grads[name]).copy() for name in all_diffs})
+        forward_batches = self._batch({name: kwargs[name] for name in self.inputs if name in kwargs})
+        backward_batches = self._batch({name: kwargs[name] for name in self.outputs if name in kwargs})
+        for fb, bb in zip_longest(forward_batches, backward_batches, fillvalue={}):
+            batch_blobs = self.forward(blobs=blobs, **fb)
+            batch_diffs = self.backward(diffs=diffs, **bb)
+            for name, value in batch_blobs.items():
+                all_outs[name].extend(value.copy())
+            for name, value in batch_diffs.items():
+                all_diffs[name].extend(value.copy())
+        for table in (all_outs, all_diffs):
+            for name in table:
+                table[name] = np.asarray(table[name])
+        pad = len(next(iter(all_outs.values()))) - len(next(iter(kwargs.values())))
+        if pad > 0:
+            for table in (all_outs, all_diffs):
+                for name in table:
+                    table[name] = table[name][:-pad]
+        return all_outs, all_diffs
 
     def _batch(self, blobs: dict):
-        from caffelite.pycaffe.net_extras import _batch
-        return _batch(self, blobs)
+        """pycaffe's ``Net._batch``: yield ``{name: array}`` batches of the net's batch size.
+
+        The last batch, when N is not a multiple of the batch size, is the remainder followed by
+        zeros (float64 zeros, as pycaffe's ``np.zeros``).
+        """
+        if not blobs:
+            return
+        lengths = {name: len(value) for name, value in blobs.items()}
+        num = next(iter(lengths.values()))
+        if len(set(lengths.values())) > 1:
+            raise ShapeError("batch inputs differ in length: %s" % lengths)
+        batch_size = next(iter(self.blobs.values())).shape[0]
+        remainder = num % batch_size
+        for b in range(num // batch_size):
+            i = b * batch_size
+            yield {name: blobs[name][i:i + batch_size] for name in blobs}
+        if remainder > 0:
+            padded = {}
+            for name in blobs:
+                value = np.asarray(blobs[name])
+                padding = np.zeros((batch_size - remainder,) + value.shape[1:])
+                padded[name] = np.concatenate([value[-remainder:], padding])
+            yield padded
 
     def forward_backward(self) -> float:
         """Caffe's Net::ForwardBackward: one forward and backward pass, returning the loss."""
@@ -513,8 +649,7 @@ class Net:
             return
         path = os.fspath(weights)
         if path.endswith(".h5"):
-            from caffelite.hdf5 import load_net_hdf5
-            load_net_hdf5(self, path)
+            self.load_hdf5(path)
             return
         source = read_net_param_binary(path)
         if not len(source.layer) and not len(source.layers):
@@ -557,13 +692,19 @@ class Net:
             return
         write_binary_proto(os.fspath(filename), self.to_proto())
 
-    def save_hdf5(self, filename: str) -> None:
-        from caffelite.hdf5 import save_net_hdf5
-        save_net_hdf5(self, filename)
+    def save_hdf5(self, filename: str, write_diff: bool = False) -> None:
+        """Caffe's Net::ToHDF5: the weights (and diffs) as /data/<layer>/<i> (needs h5py)."""
+        save_weights_hdf5(filename, self._weight_table(), write_diff)
 
     def load_hdf5(self, filename: str) -> None:
-        from caffelite.hdf5 import load_net_hdf5
-        load_net_hdf5(self, filename)
+        """Caffe's Net::CopyTrainedLayersFromHDF5: load weights by layer name (needs h5py)."""
+        load_weights_hdf5(filename, self._weight_table())
+
+    def _weight_table(self) -> list:
+        """(layer name, parameter Blobs, whether each owns its data) per layer, for the weight files."""
+        owns = {where: owner < 0 for where, owner in zip(self._param_layer_indices, self._param_owners)}
+        return [(name, list(layer.blobs), [owns[(i, j)] for j in range(len(layer.blobs))])
+                for i, (name, layer) in enumerate(zip(self._layer_names, self.layers))]
 
     def __repr__(self) -> str:
         return "<Net '%s': %d layers, %d blobs>" % (self.name, len(self.layers), len(self._blob_index))

@@ -561,10 +561,8 @@ class Solver:
         hdf5 = self.param.snapshot_format == caffe_pb2.SolverParameter.HDF5
         model = self.snapshot_filename(".caffemodel.h5" if hdf5 else ".caffemodel")
         if hdf5:
-            from caffelite.hdf5 import save_net_hdf5
-
             log.info("Snapshotting to HDF5 file %s", model)
-            save_net_hdf5(self.net, model, write_diff=self.param.snapshot_diff)
+            self.net.save_hdf5(model, write_diff=self.param.snapshot_diff)
         else:
             log.info("Snapshotting to binary proto file %s", model)
             _atomic_write(model, self.net.to_proto(self.param.snapshot_diff).SerializeToString())

@@ -10,7 +10,6 @@ import numpy as np
 from caffelite.layer import TEST
 from caffelite.net import Net
 from caffelite.pycaffe import io as caffe_io
-from caffelite.pycaffe.net_extras import forward_all
 
 __all__ = ["Classifier"]
 
@@ -64,7 +63,7 @@ class Classifier(Net):
         caffe_in = np.zeros(np.array(input_.shape)[[0, 3, 1, 2]], dtype=np.float32)
         for ix, in_ in enumerate(input_):
             caffe_in[ix] = self.transformer.preprocess(self.inputs[0], in_)
-        out = forward_all(self, **{self.inputs[0]: caffe_in})
+        out = self.forward_all(**{self.inputs[0]: caffe_in})
         predictions = out[self.outputs[0]]
         if oversample:
             predictions = predictions.reshape((len(predictions) // 10, 10, -1)).mean(1)

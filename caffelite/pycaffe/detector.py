@@ -14,7 +14,6 @@ from caffelite.errors import ShapeError, UnsupportedError
 from caffelite.layer import TEST
 from caffelite.net import Net
 from caffelite.pycaffe import io as caffe_io
-from caffelite.pycaffe.net_extras import forward_all
 
 __all__ = ["Detector"]
 
@@ -65,7 +64,7 @@ class Detector(Net):
                             dtype=np.float32)
         for ix, window_in in enumerate(window_inputs):
             caffe_in[ix] = self.transformer.preprocess(in_, window_in)
-        out = forward_all(self, **{in_: caffe_in})
+        out = self.forward_all(**{in_: caffe_in})
         predictions = out[self.outputs[0]]
         detections = []
         ix = 0

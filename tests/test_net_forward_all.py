@@ -1,4 +1,4 @@
-"""pycaffe's batch helpers (forward_all, forward_backward_all, _batch) on a small caffelite Net."""
+"""Net's pycaffe batch helpers (forward_all, forward_backward_all, _batch) on a small net."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import pytest
 
 import caffelite
 from caffelite.errors import ShapeError
-from caffelite.pycaffe.net_extras import _batch, forward_all, forward_backward_all
 
 DEPLOY = """name: 'tiny' force_backward: true
 layer { name: 'data' type: 'Input' top: 'data' input_param { shape { dim: 4 dim: 3 } } }
@@ -34,7 +33,7 @@ def _reference(net, x):
 
 def test_batch_pads_the_last_batch_with_zeros(net):
     x = np.arange(10 * 3, dtype=np.float32).reshape(10, 3)
-    batches = list(_batch(net, {"data": x}))
+    batches = list(net._batch({"data": x}))
     assert [b["data"].shape for b in batches] == [(4, 3), (4, 3), (4, 3)]
     np.testing.assert_array_equal(batches[0]["data"], x[:4])
     np.testing.assert_array_equal(batches[1]["data"], x[4:8])
@@ -44,18 +43,18 @@ def test_batch_pads_the_last_batch_with_zeros(net):
 
 def test_batch_exact_multiple_has_no_padding(net):
     x = np.ones((8, 3))
-    assert [len(b["data"]) for b in _batch(net, {"data": x})] == [4, 4]
+    assert [len(b["data"]) for b in net._batch({"data": x})] == [4, 4]
 
 
 def test_batch_unequal_lengths_is_an_error(net):
     with pytest.raises(ShapeError, match="differ in length"):
-        list(_batch(net, {"a": np.ones((4, 3)), "b": np.ones((5, 3))}))
+        list(net._batch({"a": np.ones((4, 3)), "b": np.ones((5, 3))}))
 
 
 @pytest.mark.parametrize("n", [1, 4, 7, 9])
 def test_forward_all_matches_numpy(net, n):
     x = np.random.default_rng(n).normal(size=(n, 3)).astype(np.float32)
-    out = forward_all(net, data=x)
+    out = net.forward_all(data=x)
     assert set(out) == {"relu"}
     ip, relu = _reference(net, x)
     assert out["relu"].shape == (n, 2)
@@ -64,7 +63,7 @@ def test_forward_all_matches_numpy(net, n):
 
 def test_forward_all_extra_blobs_and_copies(net):
     x = np.random.default_rng(0).normal(size=(6, 3)).astype(np.float32)
-    out = forward_all(net, blobs=["ip"], data=x)
+    out = net.forward_all(blobs=["ip"], data=x)
     assert set(out) == {"relu", "ip"}
     ip, _ = _reference(net, x)
     np.testing.assert_allclose(out["ip"], ip, rtol=1e-5, atol=1e-6)
@@ -76,7 +75,7 @@ def test_forward_all_extra_blobs_and_copies(net):
 
 def test_forward_all_without_inputs_runs_once(net):
     net.blobs["data"].data[...] = 1.0
-    out = forward_all(net)
+    out = net.forward_all()
     _, relu = _reference(net, np.ones((4, 3), dtype=np.float32))
     np.testing.assert_allclose(out["relu"], relu, rtol=1e-5, atol=1e-6)
 
@@ -85,7 +84,7 @@ def test_forward_backward_all_matches_numpy(net):
     rng = np.random.default_rng(1)
     x = rng.normal(size=(6, 3)).astype(np.float32)
     g = rng.normal(size=(6, 2)).astype(np.float32)
-    outs, diffs = forward_backward_all(net, blobs=["ip"], diffs=["ip"], data=x, relu=g)
+    outs, diffs = net.forward_backward_all(blobs=["ip"], diffs=["ip"], data=x, relu=g)
     assert set(outs) == {"relu", "ip"} and set(diffs) == {"data", "ip"}
     ip, relu = _reference(net, x)
     np.testing.assert_allclose(outs["relu"], relu, rtol=1e-5, atol=1e-6)
@@ -99,6 +98,6 @@ def test_forward_backward_all_forward_only_inputs(net):
     # without output diffs, backward uses whatever diff the outputs hold (zero here)
     x = np.ones((5, 3), dtype=np.float32)
     net.blobs["relu"].diff[...] = 0
-    outs, diffs = forward_backward_all(net, data=x)
+    outs, diffs = net.forward_backward_all(data=x)
     assert outs["relu"].shape == (5, 2)
     np.testing.assert_array_equal(diffs["data"], 0)
