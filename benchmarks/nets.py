@@ -23,7 +23,7 @@ import tracemalloc
 import numpy as np
 
 import caffelite
-from caffelite.protoio import read_net_param
+from caffelite.upgrade import read_net_param
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CORPUS_DIRS = [os.path.join(HERE, "..", "tests", "corpus"), os.path.join(HERE, "..", "..", "shared", "corpus")]

@@ -29,7 +29,7 @@ import numpy as np
 
 import caffelite
 from caffelite.proto import caffe_pb2
-from caffelite.protoio import read_net_param, read_solver_param
+from caffelite.upgrade import read_net_param, read_solver_param
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.nets import corpus_path  # noqa: E402  (one corpus lookup for every benchmark)

@@ -17,8 +17,8 @@ from caffelite.common import TRAIN
 from caffelite.errors import UnsupportedError
 from caffelite.net_passes import filter_net, is_in_place
 from caffelite.proto import caffe_pb2
-from caffelite.protoio import read_net_param
 from caffelite.shape_inference import infer_shapes
+from caffelite.upgrade import read_net_param
 
 __all__ = ["net_to_dot", "draw_file", "layer_label"]
 

@@ -13,12 +13,12 @@ name and renamed, so an interrupted snapshot never leaves a torn file.
 from __future__ import annotations
 
 import os
-import tempfile
 from contextlib import contextmanager
 
 import numpy as np
 
 from caffelite.errors import CaffeFileNotFoundError, FileFormatError, UnsupportedError, WeightsError
+from caffelite.protoio import create_temp_beside
 
 __all__ = ["save_weights_hdf5", "load_weights_hdf5", "save_solver_state_hdf5", "load_solver_state_hdf5", "is_hdf5"]
 
@@ -47,8 +47,7 @@ def is_hdf5(path: str) -> bool:
 def _atomic_h5(path: str):
     """An h5py File on a temporary name beside ``path``, renamed into place on success."""
     h5py = _h5py()
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), dir=folder)
+    fd, tmp = create_temp_beside(path)  # the mode open(path, "wb") would give, not mkstemp's 0600
     os.close(fd)
     try:
         with h5py.File(tmp, "w") as f:

@@ -40,13 +40,8 @@ from caffelite.net_passes import (
     unknown_bottom_message,
 )
 from caffelite.proto import caffe_pb2
-from caffelite.protoio import (
-    blob_to_proto,
-    copy_weights,
-    read_net_param,
-    read_net_param_binary,
-    write_binary_proto,
-)
+from caffelite.protoio import blob_to_proto, copy_weights, write_binary_proto
+from caffelite.upgrade import read_net_param, read_net_param_binary
 
 __all__ = ["Net", "filter_net", "insert_splits", "state_meets_rule", "TRAIN", "TEST"]
 

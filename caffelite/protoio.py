@@ -1,13 +1,17 @@
 """Reading and writing Caffe's protobuf files: prototxt, .caffemodel, .binaryproto, .solverstate.
 
-Caffe: src/caffe/util/io.cpp, src/caffe/util/upgrade_proto.cpp (the ``...OrDie`` readers),
-src/caffe/blob.cpp (``FromProto``/``ToProto``).
+Plain I/O: nothing here upgrades an old format.  The readers that parse *and* upgrade
+(``read_net_param``, ``read_solver_param``) live in :mod:`caffelite.upgrade`, as Caffe's
+``Read*ParamsFrom*OrDie`` live in upgrade_proto.cpp, one level above io.cpp.
+
+Caffe: src/caffe/util/io.cpp, src/caffe/blob.cpp (``FromProto``/``ToProto``).
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
+import stat
 
 import numpy as np
 from google.protobuf import message as _pb_message
@@ -18,7 +22,8 @@ from caffelite.errors import CaffeFileNotFoundError, FileFormatError, ProtoError
 from caffelite.proto import caffe_pb2
 
 
-def _read_bytes(path: str, what: str) -> bytes:
+def read_bytes(path: str, what: str) -> bytes:
+    """The whole file; a missing or unreadable file is a CaffeFileNotFoundError naming ``what``."""
     try:
         with open(path, "rb") as f:
             return f.read()
@@ -52,15 +57,33 @@ def parse_text(text: str, message, source: str = "<string>"):
     return message
 
 
-def read_text_proto(path: str, message, what: str = "prototxt"):
-    """Caffe's ReadProtoFromTextFile, with typed errors."""
-    data = _read_bytes(path, what)
+def looks_binary(data: bytes) -> bool:
+    """Whether file contents are a binary proto rather than prototxt: not UTF-8, or a control
+    character below TAB in the first 256 characters (text protos never hold one)."""
     try:
         text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return any(ord(c) < 9 for c in text[:256])
+
+
+def decode_text(data: bytes, what: str, source: str) -> str:
+    """File contents as UTF-8 text; binary contents are a ProtoError that says so."""
+    try:
+        return data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise ProtoError("%s is not a text file (byte %d is not UTF-8); is it a binary proto?"
-                         % (what, e.start), file=str(path)) from None
-    return parse_text(text, message, str(path))
+                         % (what, e.start), file=str(source)) from None
+
+
+def read_text(path: str, what: str) -> str:
+    """The file as UTF-8 text (see :func:`decode_text`)."""
+    return decode_text(read_bytes(path, what), what, path)
+
+
+def read_text_proto(path: str, message, what: str = "prototxt"):
+    """Caffe's ReadProtoFromTextFile, with typed errors."""
+    return parse_text(read_text(path, what), message, str(path))
 
 
 def parse_binary(data: bytes, message, source: str = "<bytes>", what: str = "binary proto"):
@@ -74,25 +97,51 @@ def parse_binary(data: bytes, message, source: str = "<bytes>", what: str = "bin
 
 def read_binary_proto(path: str, message, what: str = "binary proto"):
     """Caffe's ReadProtoFromBinaryFile, with typed errors."""
-    return parse_binary(_read_bytes(path, what), message, str(path), what)
+    return parse_binary(read_bytes(path, what), message, str(path), what)
 
 
 def read_proto(path: str, message, what: str = "proto"):
-    """Read binary or text: binary first when the bytes look binary (as Caffe's tools accept both)."""
-    data = _read_bytes(path, what)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
+    """Read binary or text, as :func:`looks_binary` decides (Caffe's tools accept both)."""
+    data = read_bytes(path, what)
+    if looks_binary(data):
         return parse_binary(data, message, str(path), what)
-    if text and not text.isprintable() and any(ord(c) < 9 for c in text[:256]):
-        return parse_binary(data, message, str(path), what)
-    return parse_text(text, message, str(path))
+    return parse_text(data.decode("utf-8"), message, str(path))
 
 
-def _atomic_write(path: str, data: bytes) -> None:
-    """Write via a temporary file and rename: an interrupted write never leaves a torn file."""
+def create_temp_beside(path: str) -> tuple[int, str]:
+    """Open a new temporary file in ``path``'s folder: ``(fd, temporary path)``.
+
+    Its mode is what a plain ``open(path, "wb")`` would give: an existing ``path`` keeps its mode;
+    a new one gets 0666 less the umask (the kernel applies it, as for ``open``).  ``mkstemp`` would
+    make every file we write 0600.
+    """
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), dir=folder)
+    base = os.path.basename(path)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        tmp = os.path.join(folder, ".%s.%s.tmp" % (base, secrets.token_hex(4)))
+        try:
+            fd = os.open(tmp, flags, 0o666)
+            break
+        except FileExistsError:
+            continue
+    try:
+        os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
+    except FileNotFoundError:
+        pass
+    except BaseException:
+        os.close(fd)
+        os.unlink(tmp)
+        raise
+    return fd, tmp
+
+
+def atomic_write(path: str, data: bytes) -> None:
+    """Write via a temporary file and rename: an interrupted write never leaves a torn file.
+
+    The file gets the permissions ``open(path, "wb")`` would give (see :func:`create_temp_beside`).
+    """
+    fd, tmp = create_temp_beside(path)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -106,48 +155,11 @@ def _atomic_write(path: str, data: bytes) -> None:
 
 
 def write_text_proto(path: str, message) -> None:
-    _atomic_write(path, text_format.MessageToString(message).encode("utf-8"))
+    atomic_write(path, text_format.MessageToString(message).encode("utf-8"))
 
 
 def write_binary_proto(path: str, message) -> None:
-    _atomic_write(path, message.SerializeToString())
-
-
-# --- net parameters ------------------------------------------------------------------------
-def read_net_param(source, what: str = "net") -> caffe_pb2.NetParameter:
-    """Caffe's ReadNetParamsFromTextFileOrDie: parse a prototxt and upgrade it to the current format.
-
-    ``source`` is a path, or a NetParameter (copied, then upgraded).
-    """
-    from caffelite.upgrade import upgrade_net_as_needed
-
-    param = caffe_pb2.NetParameter()
-    if isinstance(source, caffe_pb2.NetParameter):
-        param.CopyFrom(source)
-        name = "<NetParameter>"
-    else:
-        name = os.fspath(source)
-        read_text_proto(name, param, what)
-    upgrade_net_as_needed(param, name)
-    return param
-
-
-def read_net_param_binary(path: str) -> caffe_pb2.NetParameter:
-    """Caffe's ReadNetParamsFromBinaryFileOrDie (a .caffemodel), upgraded."""
-    from caffelite.upgrade import upgrade_net_as_needed
-
-    param = read_binary_proto(path, caffe_pb2.NetParameter(), "weights (.caffemodel)")
-    upgrade_net_as_needed(param, str(path))
-    return param
-
-
-def read_solver_param(path: str) -> caffe_pb2.SolverParameter:
-    """Caffe's ReadSolverParamsFromTextFileOrDie: parse and upgrade (``solver_type`` → ``type``)."""
-    from caffelite.upgrade import upgrade_solver_as_needed
-
-    param = read_text_proto(path, caffe_pb2.SolverParameter(), "solver")
-    upgrade_solver_as_needed(param, str(path))
-    return param
+    atomic_write(path, message.SerializeToString())
 
 
 # --- blobs ---------------------------------------------------------------------------------

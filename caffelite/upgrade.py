@@ -12,7 +12,9 @@ BatchNorm                 three ``param`` specs → their ``lr_mult`` / ``decay_
 solver type               ``solver_type: SGD`` → ``type: "SGD"``
 ========================  ==============================================================
 
-``upgrade_net_as_needed`` and ``upgrade_solver_as_needed`` run them in Caffe's order.  Caffe logs
+``upgrade_net_as_needed`` and ``upgrade_solver_as_needed`` run them in Caffe's order, and the
+readers ``read_net_param`` / ``read_net_param_binary`` / ``read_solver_param`` (Caffe's
+``Read*ParamsFrom*FileOrDie``) parse a file and upgrade it.  Caffe logs
 what it upgrades; so do we, on the ``caffelite.upgrade`` logger (INFO; WARNING for settings the
 upgrade has to drop).  Where Caffe aborts we raise a :mod:`caffelite.errors` type naming the file.
 """
@@ -24,6 +26,18 @@ import os
 
 from caffelite.errors import NetError, ProtoError, SolverError, UnknownLayerTypeError
 from caffelite.proto import caffe_pb2
+from caffelite.protoio import (
+    decode_text,
+    looks_binary,
+    parse_binary,
+    parse_text,
+    read_binary_proto,
+    read_bytes,
+    read_text,
+    read_text_proto,
+    write_binary_proto,
+    write_text_proto,
+)
 
 logger = logging.getLogger("caffelite.upgrade")
 
@@ -613,22 +627,35 @@ def upgrade_solver_nets(param: caffe_pb2.SolverParameter, source=None) -> bool:
     return changed
 
 
-def upgrade_snapshot_prefix(param: caffe_pb2.SolverParameter, param_file: str) -> bool:
-    """Default ``snapshot_prefix`` from the solver file's path; returns whether it changed.
+# --- reading (Caffe's Read*ParamsFrom*FileOrDie) ---------------------------------------------
+def read_net_param(source, what: str = "net") -> caffe_pb2.NetParameter:
+    """Caffe's ReadNetParamsFromTextFileOrDie: parse a prototxt and upgrade it to the current format.
 
-    Caffe: UpgradeSnapshotPrefixProperty (master's ReadSolverParamsFromTextFileOrDie runs it after
-    UpgradeSolverAsNeeded): unset → the solver path without its extension; an existing directory →
-    that directory joined with the solver file's stem.
+    ``source`` is a path, or a NetParameter (copied, then upgraded).
     """
-    if not param.HasField("snapshot_prefix"):
-        param.snapshot_prefix = os.path.splitext(param_file)[0]
-    elif os.path.isdir(param.snapshot_prefix):
-        stem = os.path.splitext(os.path.basename(param_file))[0]
-        param.snapshot_prefix = os.path.join(param.snapshot_prefix, stem)
+    param = caffe_pb2.NetParameter()
+    if isinstance(source, caffe_pb2.NetParameter):
+        param.CopyFrom(source)
+        name = "<NetParameter>"
     else:
-        return False
-    logger.info("snapshot_prefix is set to %s", param.snapshot_prefix)
-    return True
+        name = os.fspath(source)
+        read_text_proto(name, param, what)
+    upgrade_net_as_needed(param, name)
+    return param
+
+
+def read_net_param_binary(path: str) -> caffe_pb2.NetParameter:
+    """Caffe's ReadNetParamsFromBinaryFileOrDie (a .caffemodel), upgraded."""
+    param = read_binary_proto(path, caffe_pb2.NetParameter(), "weights (.caffemodel)")
+    upgrade_net_as_needed(param, str(path))
+    return param
+
+
+def read_solver_param(path: str) -> caffe_pb2.SolverParameter:
+    """Caffe's ReadSolverParamsFromTextFileOrDie: parse and upgrade (``solver_type`` → ``type``)."""
+    param = read_text_proto(path, caffe_pb2.SolverParameter(), "solver")
+    upgrade_solver_as_needed(param, str(path))
+    return param
 
 
 # --- files -----------------------------------------------------------------------------------
@@ -639,8 +666,6 @@ def detect_proto_kind(text: str, source: str = "<string>") -> str:
     (a net with a typo on line 90 fails as a solver on line 1).  Text that parses as both (empty,
     or only fields the two share) counts as a net.
     """
-    from caffelite.protoio import parse_text
-
     errors = {}
     for kind, message in (("net", caffe_pb2.NetParameter()), ("solver", caffe_pb2.SolverParameter())):
         try:
@@ -656,42 +681,21 @@ def _parse_reach(err: ProtoError) -> tuple[int, int]:
     return (err.line or 0, err.column or 0)
 
 
-def _read_text(path: str, what: str) -> str:
-    from caffelite.protoio import _read_bytes
-
-    data = _read_bytes(path, what)
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ProtoError(f"{what} is not a text file (byte {e.start} is not UTF-8); is it a binary proto?",
-                         file=str(path)) from None
-
-
-def _looks_binary(data: bytes) -> bool:
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        return True
-    return any(ord(c) < 9 for c in text[:256])
-
-
 def upgrade_net_file(in_path: str, out_path: str, binary: bool | None = None) -> bool:
     """Read a net (prototxt, or binary .caffemodel), upgrade it, write it in the same form.
 
     Caffe's upgrade_net_proto_text / upgrade_net_proto_binary.  ``binary`` None: decide from the
     file's bytes.  Returns whether the net needed an upgrade (the file is written either way).
     """
-    from caffelite.protoio import _read_bytes, parse_binary, parse_text, write_binary_proto, write_text_proto
-
     in_path, out_path = os.fspath(in_path), os.fspath(out_path)
-    data = _read_bytes(in_path, "net")
+    data = read_bytes(in_path, "net")
     if binary is None:
-        binary = _looks_binary(data)
+        binary = looks_binary(data)
     param = caffe_pb2.NetParameter()
     if binary:
         parse_binary(data, param, in_path, "net (.caffemodel)")
     else:
-        parse_text(_read_text(in_path, "net"), param, in_path)
+        parse_text(decode_text(data, "net", in_path), param, in_path)
     changed = upgrade_net_as_needed(param, in_path)
     (write_binary_proto if binary else write_text_proto)(out_path, param)
     return changed
@@ -703,10 +707,8 @@ def upgrade_solver_file(in_path: str, out_path: str) -> bool:
     Caffe's upgrade_solver_proto_text (plus :func:`upgrade_solver_nets`).  Returns whether
     anything needed an upgrade.
     """
-    from caffelite.protoio import parse_text, write_text_proto
-
     in_path, out_path = os.fspath(in_path), os.fspath(out_path)
-    param = parse_text(_read_text(in_path, "solver"), caffe_pb2.SolverParameter(), in_path)
+    param = parse_text(read_text(in_path, "solver"), caffe_pb2.SolverParameter(), in_path)
     changed = upgrade_solver_as_needed(param, in_path)
     changed |= upgrade_solver_nets(param, in_path)
     write_text_proto(out_path, param)
@@ -718,24 +720,22 @@ def upgrade_file(in_path: str, out_path: str) -> tuple[str, bool]:
 
     Binary files are nets (.caffemodel); text files are told apart by :func:`detect_proto_kind`.
     """
-    from caffelite.protoio import _read_bytes
-
     in_path = os.fspath(in_path)
-    data = _read_bytes(in_path, "proto")
-    if _looks_binary(data):
+    data = read_bytes(in_path, "proto")
+    if looks_binary(data):
         return "net", upgrade_net_file(in_path, out_path, binary=True)
-    kind = detect_proto_kind(_read_text(in_path, "proto"), in_path)
+    kind = detect_proto_kind(decode_text(data, "proto", in_path), in_path)
     if kind == "solver":
         return kind, upgrade_solver_file(in_path, out_path)
     return kind, upgrade_net_file(in_path, out_path, binary=False)
 
 
 __all__ = [
-    "detect_proto_kind", "net_needs_batch_norm_upgrade", "net_needs_data_upgrade",
-    "net_needs_input_upgrade", "net_needs_upgrade", "net_needs_v0_to_v1_upgrade",
-    "net_needs_v1_to_v2_upgrade", "solver_needs_type_upgrade", "upgrade_file", "upgrade_net_as_needed",
-    "upgrade_net_batch_norm", "upgrade_net_data_transformation", "upgrade_net_file", "upgrade_net_input",
-    "upgrade_snapshot_prefix", "upgrade_solver_as_needed", "upgrade_solver_file", "upgrade_solver_nets",
+    "detect_proto_kind", "net_needs_batch_norm_upgrade", "net_needs_data_upgrade", "net_needs_input_upgrade",
+    "net_needs_upgrade", "net_needs_v0_to_v1_upgrade", "net_needs_v1_to_v2_upgrade", "read_net_param",
+    "read_net_param_binary", "read_solver_param", "solver_needs_type_upgrade", "upgrade_file",
+    "upgrade_net_as_needed", "upgrade_net_batch_norm", "upgrade_net_data_transformation", "upgrade_net_file",
+    "upgrade_net_input", "upgrade_solver_as_needed", "upgrade_solver_file", "upgrade_solver_nets",
     "upgrade_solver_type", "upgrade_v0_layer", "upgrade_v0_layer_type", "upgrade_v0_net",
     "upgrade_v0_padding_layers", "upgrade_v1_layer", "upgrade_v1_layer_type", "upgrade_v1_net",
 ]

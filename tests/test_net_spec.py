@@ -9,7 +9,7 @@ from caffelite.net_spec import NetSpec, Top, assign_proto, param_name_dict, to_p
 from caffelite.net_spec import layers as L
 from caffelite.net_spec import params as P
 from caffelite.proto import caffe_pb2
-from caffelite.protoio import read_net_param
+from caffelite.upgrade import read_net_param
 
 CORPUS = os.path.join(os.path.dirname(__file__), "corpus", "BVLC__caffe", "examples")
 

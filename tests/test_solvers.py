@@ -4,6 +4,7 @@ import json
 import math
 import os
 import signal
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from caffelite import solvers
 from caffelite.cli import main as cli_main
 from caffelite.errors import CaffeFileNotFoundError, SolverError, UnsupportedError
 from caffelite.proto import caffe_pb2
+from caffelite.protoio import parse_text
 
 HERE = Path(__file__).parent
 GOLDEN = HERE / "golden" / "solvers"
@@ -231,6 +233,28 @@ def test_hdf5_needs_h5py(tmp_path, monkeypatch):
         solver.snapshot()
 
 
+@pytest.mark.parametrize("fmt", ["BINARYPROTO", "HDF5"])
+def test_snapshots_get_the_mode_open_gives(tmp_path, monkeypatch, fmt):
+    if fmt == "HDF5":
+        pytest.importorskip("h5py")
+    monkeypatch.chdir(tmp_path)
+    _write_solver(tmp_path, 'base_lr: 0.01 lr_policy: "fixed" snapshot_format: %s' % fmt)
+    solver = caffelite.get_solver("solver.prototxt")
+    old = os.umask(0o027)
+    try:
+        with open("reference", "wb"):
+            pass
+        state = solver.snapshot()
+    finally:
+        os.umask(old)
+    written = sorted(p.name for p in tmp_path.glob("snap_*"))
+    assert len(written) == 2 and state in written
+    expected = stat.S_IMODE(os.stat("reference").st_mode)
+    assert expected == 0o640
+    assert {name: oct(stat.S_IMODE(os.stat(name).st_mode)) for name in written} == {
+        name: oct(expected) for name in written}
+
+
 def test_interrupted_snapshot_leaves_no_partial_file(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     _write_solver(tmp_path, 'base_lr: 0.01 lr_policy: "fixed"')
@@ -350,6 +374,22 @@ def test_missing_files_name_the_path_tried(tmp_path, monkeypatch):
     (sub / "x.solverstate").write_bytes(state.SerializeToString())
     with pytest.raises(CaffeFileNotFoundError, match="gone.caffemodel"):
         solver.restore("x.solverstate")
+
+
+def _solver_param(text):
+    return parse_text(text, caffe_pb2.SolverParameter(), "solver.prototxt")
+
+
+def test_snapshot_prefix_property(tmp_path):
+    param = _solver_param("")
+    assert solvers.snapshot_prefix_property(param, "models/x/solver.prototxt")
+    assert param.snapshot_prefix == "models/x/solver"
+    param = _solver_param('snapshot_prefix: "%s"' % tmp_path)
+    assert solvers.snapshot_prefix_property(param, "models/x/solver.prototxt")
+    assert param.snapshot_prefix == os.path.join(str(tmp_path), "solver")
+    param = _solver_param('snapshot_prefix: "snapshots/run1"')
+    assert solvers.snapshot_prefix_property(param, "solver.prototxt") is False
+    assert param.snapshot_prefix == "snapshots/run1"
 
 
 def test_snapshot_prefix_defaults_to_the_solver_path(tmp_path, monkeypatch):

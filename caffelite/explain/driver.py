@@ -14,7 +14,7 @@ from caffelite.layers.loss import LossLayer
 from caffelite.net import Net
 from caffelite.net_passes import filter_net
 from caffelite.proto import caffe_pb2
-from caffelite.protoio import read_net_param
+from caffelite.upgrade import read_net_param
 
 __all__ = ["explain_file", "explain_param", "parse_values", "LABELED"]
 

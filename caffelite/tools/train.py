@@ -139,8 +139,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args) -> int:
     from caffelite.proto import caffe_pb2
-    from caffelite.protoio import read_solver_param
     from caffelite.solvers import SignalHandler, create_solver, snapshot_prefix_property
+    from caffelite.upgrade import read_solver_param
 
     refuse_gpu(args)
     if not args.solver:

@@ -24,6 +24,7 @@ import time
 import numpy as np
 
 import caffelite
+import caffelite.upgrade
 from caffelite import cli
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> float:
         start = time.perf_counter()
         prepare(workdir)
         os.chdir(workdir)  # data sources and the solver's net path are relative to it, as in Caffe
-        param = caffelite.protoio.read_solver_param("lenet_solver.prototxt")
+        param = caffelite.upgrade.read_solver_param("lenet_solver.prototxt")
         if args.max_iter is not None:
             param.max_iter = args.max_iter
         solver = caffelite.solvers.create_solver(param, "lenet_solver.prototxt")
