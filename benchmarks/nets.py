@@ -10,7 +10,7 @@ prototxt.
 
 Run: ``python -m benchmarks.nets`` (or ``make bench``); ``python -m benchmarks.nets --profile [NET...]``
 prints caffelite's time per layer.  Both libraries use their default thread counts (caffelite runs
-its convolutions' image chunks in threads over a one-thread BLAS: see caffelite/layers/parallel.py).
+its convolutions' image chunks in threads over a one-thread BLAS: see caffelite/compute/parallel.py).
 """
 
 from __future__ import annotations

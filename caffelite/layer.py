@@ -79,31 +79,42 @@ class Layer:
     def layer_type(self) -> str:
         return self.layer_param.type or type(self).type
 
-    # --- blob-count contract (Caffe's ExactNumBottomBlobs & co.; -1 means unchecked) ---------
+    # --- blob-count contract (Caffe's ExactNumBottomBlobs & co.) ---------------------------------
+    # A subclass states its counts as class attributes (-1 means unchecked); the Caffe-named methods
+    # below read them, and the few layers whose counts depend on their parameters override a method.
+    exact_bottoms: int = -1
+    min_bottoms: int = -1
+    max_bottoms: int = -1
+    exact_tops: int = -1
+    min_tops: int = -1
+    max_tops: int = -1
+    equal_bottoms_tops: bool = False
+    auto_tops: bool = False  # the net creates anonymous tops up to the required count
+
     def exact_num_bottom_blobs(self) -> int:
-        return -1
+        return self.exact_bottoms
 
     def min_bottom_blobs(self) -> int:
-        return -1
+        return self.min_bottoms
 
     def max_bottom_blobs(self) -> int:
-        return -1
+        return self.max_bottoms
 
     def exact_num_top_blobs(self) -> int:
-        return -1
+        return self.exact_tops
 
     def min_top_blobs(self) -> int:
-        return -1
+        return self.min_tops
 
     def max_top_blobs(self) -> int:
-        return -1
+        return self.max_tops
 
     def equal_num_bottom_top_blobs(self) -> bool:
-        return False
+        return self.equal_bottoms_tops
 
     def auto_top_blobs(self) -> bool:
         """Whether the net should create anonymous tops up to the required count."""
-        return False
+        return self.auto_tops
 
     def allow_force_backward(self, bottom_index: int) -> bool:
         """Whether ``force_backward`` may send a gradient to this bottom (False for labels etc.)."""

@@ -7,8 +7,8 @@ import pytest
 
 import caffelite.layers.vision as vision
 from caffelite.blob import Blob
+from caffelite.compute.im2col import conv_out_size, deconv_out_size
 from caffelite.errors import LayerError, ShapeError
-from caffelite.layers.im2col import conv_out_size, deconv_out_size
 from caffelite.layers.pooling import pooled_size
 from caffelite.proto import caffe_pb2
 from caffelite.testing import make_layer
@@ -473,7 +473,7 @@ def test_max_pooling_padding_never_wins_on_negative_inputs():
     ('type: "LRN" lrn_param { local_size: 3 alpha: 0.5 norm_region: WITHIN_CHANNEL }', 1),
 ])
 def test_batch_parts_in_threads_give_the_same_numbers(spec, num_top, monkeypatch):
-    import caffelite.layers.parallel as parallel
+    import caffelite.compute.parallel as parallel
     x = np.random.default_rng(16).normal(size=(5, 3, 6, 7))
     results = []
     for parallel_min, workers in ((1 << 40, 1), (0, 3)):
@@ -493,7 +493,7 @@ def test_batch_parts_in_threads_give_the_same_numbers(spec, num_top, monkeypatch
                                     "num_output: 3 kernel_size: 3 stride: 2",
                                     "num_output: 2 kernel_size: 2 pad: 1"])
 def test_convolution_chunks_in_threads_give_identical_numbers(params, monkeypatch):
-    import caffelite.layers.parallel as parallel
+    import caffelite.compute.parallel as parallel
     monkeypatch.setattr(vision, "CHUNK_BYTES", 1)
     monkeypatch.setattr(parallel, "PARALLEL_MIN", 0)
     monkeypatch.setattr(parallel, "CHUNK_THREADS", True)

@@ -5,11 +5,11 @@ import itertools
 import numpy as np
 import pytest
 
-import caffelite.layers.common as common
-import caffelite.layers.parallel as parallel
+import caffelite.compute.parallel as common
+import caffelite.compute.parallel as parallel
 import caffelite.layers.vision as vision
 from caffelite.blob import Blob
-from caffelite.layers.im2col import Workspace
+from caffelite.compute.im2col import Workspace
 from caffelite.proto import caffe_pb2
 from caffelite.testing import make_layer
 

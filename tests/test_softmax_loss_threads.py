@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import caffelite
-from caffelite.layers import parallel
+from caffelite.compute import parallel
 
 
 def reference(x, labels, ignore, normalization_count):

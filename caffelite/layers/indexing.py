@@ -34,12 +34,8 @@ class ReductionLayer(Layer):
     """
 
     type = "Reduction"
-
-    def exact_num_bottom_blobs(self):
-        return 1
-
-    def exact_num_top_blobs(self):
-        return 1
+    exact_bottoms = 1
+    exact_tops = 1
 
     def setup(self, bottom, top):
         self.op = self.layer_param.reduction_param.operation
@@ -92,12 +88,8 @@ class ArgMaxLayer(Layer):
 
     type = "ArgMax"
     has_backward = False
-
-    def exact_num_bottom_blobs(self):
-        return 1
-
-    def exact_num_top_blobs(self):
-        return 1
+    exact_bottoms = 1
+    exact_tops = 1
 
     def setup(self, bottom, top):
         p = self.layer_param.argmax_param
@@ -197,12 +189,8 @@ class EmbedLayer(_IndexInputLayer):
     """
 
     type = "Embed"
-
-    def exact_num_bottom_blobs(self):
-        return 1
-
-    def exact_num_top_blobs(self):
-        return 1
+    exact_bottoms = 1
+    exact_tops = 1
 
     def index_bottom(self, num_bottom):
         return 0
@@ -252,12 +240,8 @@ class FilterLayer(_IndexInputLayer):
     """
 
     type = "Filter"
-
-    def min_bottom_blobs(self):
-        return 2
-
-    def min_top_blobs(self):
-        return 1
+    min_bottoms = 2
+    min_tops = 1
 
     def index_bottom(self, num_bottom):
         return num_bottom - 1
@@ -313,12 +297,8 @@ class BatchReindexLayer(_IndexInputLayer):
     """
 
     type = "BatchReindex"
-
-    def exact_num_bottom_blobs(self):
-        return 2
-
-    def exact_num_top_blobs(self):
-        return 1
+    exact_bottoms = 2
+    exact_tops = 1
 
     def index_bottom(self, num_bottom):
         return 1
@@ -358,12 +338,8 @@ class ParameterLayer(Layer):
     """
 
     type = "Parameter"
-
-    def exact_num_bottom_blobs(self):
-        return 0
-
-    def exact_num_top_blobs(self):
-        return 1
+    exact_bottoms = 0
+    exact_tops = 1
 
     def setup(self, bottom, top):
         if not self.blobs:

@@ -8,10 +8,10 @@ from __future__ import annotations
 import numpy as np
 
 from caffelite.blob import Blob
+from caffelite.compute import parallel
 from caffelite.errors import BackwardError, LabelError, LayerError, ShapeError
 from caffelite.layer import Layer, register_layer
-from caffelite.layers import parallel
-from caffelite.layers.common import outer_channels_inner, softmax_exp
+from caffelite.layers.softmax import outer_channels_inner, softmax_exp
 from caffelite.proto import caffe_pb2
 
 FLT_MIN = np.float32(np.finfo(np.float32).tiny)
@@ -25,14 +25,9 @@ class LossLayer(Layer):
     a gradient to the label (bottom 1).
     """
 
-    def exact_num_bottom_blobs(self):
-        return 2
-
-    def exact_num_top_blobs(self):
-        return 1
-
-    def auto_top_blobs(self):
-        return True
+    exact_bottoms = 2
+    exact_tops = 1
+    auto_tops = True
 
     def allow_force_backward(self, bottom_index):
         return bottom_index != 1
@@ -50,6 +45,11 @@ class LossLayer(Layer):
     def check_no_label_gradient(self, propagate_down, index=1, what="label"):
         if len(propagate_down) > index and propagate_down[index]:
             raise BackwardError("%s Layer cannot backpropagate to %s inputs." % (self.layer_type(), what))
+
+
+def scalar_diff(top) -> float:
+    """The loss top's diff: the loss weight times the gradient flowing in (Caffe's top[0]->cpu_diff()[0])."""
+    return float(top[0].diff.ravel()[0])
 
 
 def get_normalizer(mode: int, outer: int, inner: int, valid_count: int) -> float:
@@ -130,15 +130,9 @@ class SoftmaxWithLossLayer(LossLayer):
     """
 
     type = "SoftmaxWithLoss"
-
-    def exact_num_top_blobs(self):
-        return -1
-
-    def min_top_blobs(self):
-        return 1
-
-    def max_top_blobs(self):
-        return 2
+    exact_tops = -1
+    min_tops = 1
+    max_tops = 2
 
     def setup(self, bottom, top):
         weights = self.layer_param.loss_weight
@@ -303,15 +297,9 @@ class AccuracyLayer(Layer):
 
     type = "Accuracy"
     has_backward = False
-
-    def exact_num_bottom_blobs(self):
-        return 2
-
-    def min_top_blobs(self):
-        return 1
-
-    def max_top_blobs(self):
-        return 2
+    exact_bottoms = 2
+    min_tops = 1
+    max_tops = 2
 
     def setup(self, bottom, top):
         p = self.layer_param.accuracy_param

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from caffelite.compute.parallel import batch_parts, map_parts
 from caffelite.errors import LayerError
 from caffelite.layer import Layer, register_layer
-from caffelite.layers.parallel import batch_parts, map_parts
 from caffelite.layers.pooling import _window_sum, check_4d
 from caffelite.proto import caffe_pb2
 
@@ -55,12 +55,8 @@ class LRNLayer(Layer):
     """
 
     type = "LRN"
-
-    def exact_num_bottom_blobs(self):
-        return 1
-
-    def exact_num_top_blobs(self):
-        return 1
+    exact_bottoms = 1
+    exact_tops = 1
 
     def setup(self, bottom, top):
         p = self.layer_param.lrn_param

@@ -20,11 +20,8 @@ from caffelite.proto import caffe_pb2
 class NeuronLayer(Layer):
     """Base of elementwise layers: one bottom, one top shaped like it (Caffe's NeuronLayer)."""
 
-    def exact_num_bottom_blobs(self) -> int:
-        return 1
-
-    def exact_num_top_blobs(self) -> int:
-        return 1
+    exact_bottoms = 1
+    exact_tops = 1
 
     def reshape(self, bottom, top):
         if top[0] is not bottom[0]:

@@ -15,11 +15,8 @@ from caffelite.proto import caffe_pb2
 
 
 class _OneToOne(Layer):
-    def exact_num_bottom_blobs(self):
-        return 1
-
-    def exact_num_top_blobs(self):
-        return 1
+    exact_bottoms = 1
+    exact_tops = 1
 
 
 @register_layer
@@ -215,15 +212,9 @@ class BiasLayer(Layer):
     """
 
     type = "Bias"
-
-    def min_bottom_blobs(self):
-        return 1
-
-    def max_bottom_blobs(self):
-        return 2
-
-    def exact_num_top_blobs(self):
-        return 1
+    min_bottoms = 1
+    max_bottoms = 2
+    exact_tops = 1
 
     def setup(self, bottom, top):
         p = self.layer_param.bias_param
@@ -274,15 +265,9 @@ class ScaleLayer(Layer):
     """
 
     type = "Scale"
-
-    def min_bottom_blobs(self):
-        return 1
-
-    def max_bottom_blobs(self):
-        return 2
-
-    def exact_num_top_blobs(self):
-        return 1
+    min_bottoms = 1
+    max_bottoms = 2
+    exact_tops = 1
 
     def setup(self, bottom, top):
         p = self.layer_param.scale_param

@@ -22,9 +22,9 @@ import math
 import numpy as np
 
 from caffelite.common import rng
+from caffelite.compute.parallel import batch_parts, map_parts
 from caffelite.errors import LayerError, ShapeError
 from caffelite.layer import TRAIN, Layer, register_layer
-from caffelite.layers.parallel import batch_parts, map_parts
 from caffelite.proto import caffe_pb2
 
 _P = caffe_pb2.PoolingParameter
@@ -389,12 +389,8 @@ class PoolingLayer(Layer):
     """
 
     type = "Pooling"
-
-    def exact_num_bottom_blobs(self):
-        return 1
-
-    def min_top_blobs(self):
-        return 1
+    exact_bottoms = 1
+    min_tops = 1
 
     def max_top_blobs(self):
         return 2 if self.layer_param.pooling_param.pool == _P.MAX else 1
@@ -451,12 +447,8 @@ class SPPLayer(Layer):
     """
 
     type = "SPP"
-
-    def exact_num_bottom_blobs(self):
-        return 1
-
-    def exact_num_top_blobs(self):
-        return 1
+    exact_bottoms = 1
+    exact_tops = 1
 
     def setup(self, bottom, top):
         p = self.layer_param.spp_param

@@ -335,12 +335,8 @@ class LSTMUnitLayer(Layer):
     """
 
     type = "LSTMUnit"
-
-    def exact_num_bottom_blobs(self):
-        return 3
-
-    def exact_num_top_blobs(self):
-        return 2
+    exact_bottoms = 3
+    exact_tops = 2
 
     def allow_force_backward(self, bottom_index):
         return bottom_index != 2

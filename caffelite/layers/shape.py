@@ -41,12 +41,8 @@ class ConcatLayer(Layer):
     """
 
     type = "Concat"
-
-    def min_bottom_blobs(self):
-        return 1
-
-    def exact_num_top_blobs(self):
-        return 1
+    min_bottoms = 1
+    exact_tops = 1
 
     def setup(self, bottom, top):
         p = self.layer_param.concat_param
@@ -94,12 +90,8 @@ class SliceLayer(Layer):
     """
 
     type = "Slice"
-
-    def exact_num_bottom_blobs(self):
-        return 1
-
-    def min_top_blobs(self):
-        return 1
+    exact_bottoms = 1
+    min_tops = 1
 
     def setup(self, bottom, top):
         p = self.layer_param.slice_param
@@ -162,11 +154,8 @@ class SliceLayer(Layer):
 class _ViewLayer(Layer):
     """One bottom, one top that views the bottom's data under another shape (no in-place)."""
 
-    def exact_num_bottom_blobs(self):
-        return 1
-
-    def exact_num_top_blobs(self):
-        return 1
+    exact_bottoms = 1
+    exact_tops = 1
 
     def top_shape(self, bottom) -> list[int]:
         raise NotImplementedError
@@ -277,12 +266,8 @@ class TileLayer(Layer):
     """
 
     type = "Tile"
-
-    def exact_num_bottom_blobs(self):
-        return 1
-
-    def exact_num_top_blobs(self):
-        return 1
+    exact_bottoms = 1
+    exact_tops = 1
 
     def setup(self, bottom, top):
         p = self.layer_param.tile_param

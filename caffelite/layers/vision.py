@@ -1,4 +1,4 @@
-r"""Vision layers built on im2col (caffelite/layers/im2col.py): Convolution, Deconvolution, Im2col, and Crop.
+r"""Vision layers built on im2col (caffelite/compute/im2col.py): Convolution, Deconvolution, Im2col, and Crop.
 
 Caffe: src/caffe/layers/{base_conv,conv,deconv,im2col,crop}_layer.cpp.
 
@@ -26,15 +26,14 @@ import math
 import numpy as np
 
 from caffelite.blob import Blob
+from caffelite.compute import parallel
+from caffelite.compute.im2col import ConvGeometry, WideColumns, Workspace, deconv_out_size
 from caffelite.errors import BackwardError, LayerError, ShapeError
 from caffelite.filler import fill
 from caffelite.layer import Layer, register_layer
-from caffelite.layers import parallel
-from caffelite.layers.im2col import ConvGeometry, WideColumns, Workspace, deconv_out_size
 
 # Columns are built for about this many bytes of images at a time (at least one image): the buffers stay
-# in cache and below malloc's mmap threshold instead of a fresh, page-faulting multi-MB array per call
-# (measured on LeNet, CIFAR10 and AlexNet layers: 1-8 MiB alike, 64 MiB and whole-batch columns slower).
+# in cache and below malloc's mmap threshold instead of a fresh, page-faulting multi-MB array per call.
 CHUNK_BYTES = 4 << 20
 # Stride-1 convolutions use WideColumns (long contiguous runs); False forces the exact im2col.
 WIDE = True
@@ -72,16 +71,11 @@ def _from_rows(rows: np.ndarray, out: np.ndarray) -> None:
 class _BaseConvolution(Layer):
     """Shared setup of Convolution and Deconvolution (Caffe's BaseConvolutionLayer)."""
 
+    min_bottoms = 1
+    min_tops = 1
+    equal_bottoms_tops = True
+
     reverse = False  # Deconvolution: the weights map outputs to inputs
-
-    def min_bottom_blobs(self):
-        return 1
-
-    def min_top_blobs(self):
-        return 1
-
-    def equal_num_bottom_top_blobs(self):
-        return True
 
     def setup(self, bottom, top):
         p = self.layer_param.convolution_param
@@ -179,7 +173,7 @@ class ConvolutionLayer(_BaseConvolution):
         if WIDE and not g.is_1x1 and all(s == 1 for s in g.stride):
             self.wide = WideColumns(self.in_spatial, g.kernel, g.pad, g.dilation)
             # The input gradient as a stride-1 convolution of the padded top diff with the flipped kernel,
-            # when its columns are no bigger than col2im's (measured: then it is faster; else slower).
+            # when its columns are no bigger than col2im's (then it is the faster path).
             back_pad = [d * (k - 1) - p for k, p, d in zip(g.kernel, g.pad, g.dilation)]
             if min(back_pad) >= 0:
                 back = WideColumns(self.out_spatial, g.kernel, back_pad, g.dilation, role="back")
@@ -276,8 +270,7 @@ class ConvolutionLayer(_BaseConvolution):
         partial = None
         if need_w:
             # dW_g = dY_g X_g^T; when the images are long next to the outputs, as (X_g dY_g^T)^T, both operands
-            # row-major: a faster GEMM than the transposed one, worth the copy of dY (measured with a one-thread
-            # BLAS: CIFAR10's conv1 and conv2 25-35% faster; AlexNet's conv3-5, few positions, 20% slower)
+            # row-major: a faster GEMM than the transposed one, worth the copy of dY (not with few positions)
             cols = self._cols(x[n0:n1])
             partial = np.empty(w.shape, w.dtype)
             if dy.shape[1] >= 8 * go:
@@ -388,12 +381,8 @@ class Im2colLayer(Layer):
     """
 
     type = "Im2col"
-
-    def exact_num_bottom_blobs(self):
-        return 1
-
-    def exact_num_top_blobs(self):
-        return 1
+    exact_bottoms = 1
+    exact_tops = 1
 
     def setup(self, bottom, top):
         self.geom = ConvGeometry(self.layer_param.convolution_param, bottom[0])
@@ -432,12 +421,8 @@ class CropLayer(Layer):
     """
 
     type = "Crop"
-
-    def exact_num_bottom_blobs(self):
-        return 2
-
-    def exact_num_top_blobs(self):
-        return 1
+    exact_bottoms = 2
+    exact_tops = 1
 
     def allow_force_backward(self, bottom_index):
         return bottom_index == 0

@@ -45,7 +45,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def _list_items(root: str, list_file: str):
-    from caffelite.layers.data_files import read_image_list
+    from caffelite.layers.image_data import read_image_list
 
     return [(path, label, path[len(root):]) for path, label in read_image_list(list_file, root)]
 
