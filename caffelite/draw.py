@@ -13,11 +13,11 @@ import os
 import shutil
 import subprocess
 
-from caffelite.common import TRAIN
+from caffelite.common import TEST, TRAIN
 from caffelite.errors import UnsupportedError
 from caffelite.net_passes import filter_net, is_in_place
 from caffelite.proto import caffe_pb2
-from caffelite.shape_inference import infer_shapes
+from caffelite.shape_inference import infer_shapes_in_phase
 from caffelite.upgrade import read_net_param
 
 __all__ = ["net_to_dot", "draw_file", "layer_label"]
@@ -111,18 +111,13 @@ def draw_file(path: str, output: str, *, phase: int | None = None, show_shapes: 
     Returns the DOT text.
     """
     param = read_net_param(path)
+    shapes = None
+    if show_shapes:
+        shapes = infer_shapes_in_phase(param, TEST if phase == TEST else TRAIN, inputs,
+                                       allow_python_layers=allow_python_layers, source=path)
     if phase is not None:
         param.state.phase = phase
         param = filter_net(param, path)
-    shapes = None
-    if show_shapes:  # of the net as drawn; TRAIN's when every layer is drawn
-        shaped = param
-        if phase is None:
-            shaped = caffe_pb2.NetParameter()
-            shaped.CopyFrom(param)
-            shaped.state.phase = TRAIN
-            shaped = filter_net(shaped, path)
-        shapes = infer_shapes(shaped, inputs, allow_python_layers=allow_python_layers)
     dot = net_to_dot(param, shapes=shapes, rankdir=rankdir)
     ext = os.path.splitext(output)[1].lower().lstrip(".")
     if ext in ("dot", "gv", ""):

@@ -16,10 +16,11 @@ from __future__ import annotations
 from caffelite.blob import Blob
 from caffelite.errors import CaffeliteError
 from caffelite.layer_factory import layer_class
-from caffelite.net_passes import is_in_place, num_top_blobs
+from caffelite.net_passes import filter_net, is_in_place, num_top_blobs
 from caffelite.proto import caffe_pb2
 
-__all__ = ["ShapeInference", "infer_shapes", "net_input_shapes", "layer_top_shapes", "zero_random_fillers"]
+__all__ = ["ShapeInference", "infer_shapes", "infer_shapes_in_phase", "stage_variants", "net_input_shapes",
+           "layer_top_shapes", "zero_random_fillers"]
 
 Shape = tuple[int, ...]
 
@@ -133,3 +134,36 @@ def infer_shapes(param, inputs: dict[str, Shape] | None = None, *,
                 pass
         inference.add_layer(lp, cls)
     return {n: (list(s) if s is not None else None) for n, s in inference.shapes.items()}
+
+
+def stage_variants(param, stages: list[str] | None = None) -> list[tuple[str, ...]]:
+    """The stage sets a net is meant to run with: ``stages`` when given, else its NetState's.
+
+    A net whose rules mention stages while its state names none is run with one (DIGITS' train,
+    val, deploy): then no stage, and each mentioned stage alone, in name order.
+    """
+    if stages is not None or len(param.state.stage):
+        return [tuple(stages if stages is not None else param.state.stage)]
+    mentioned = sorted({st for lp in param.layer for rule in list(lp.include) + list(lp.exclude)
+                        for st in list(rule.stage) + list(rule.not_stage)})
+    return [()] + [(st,) for st in mentioned]
+
+
+def infer_shapes_in_phase(param, phase: int, inputs: dict[str, Shape] | None = None, *,
+                          allow_python_layers: bool = False, source: str | None = None) -> dict[str, list[int] | None]:
+    """Blob name -> shape of an unfiltered net in ``phase``, filtered in each of its :func:`stage_variants`.
+
+    The first variant that knows a blob's shape gives it.  Raises NetError where FilterNet does.
+    """
+    shapes: dict[str, list[int] | None] = {}
+    for stages in stage_variants(param):
+        state_param = caffe_pb2.NetParameter()
+        state_param.CopyFrom(param)
+        state_param.state.phase = phase
+        del state_param.state.stage[:]
+        state_param.state.stage.extend(stages)
+        found = infer_shapes(filter_net(state_param, source), inputs, allow_python_layers=allow_python_layers)
+        for name, shape in found.items():
+            if shapes.get(name) is None:
+                shapes[name] = shape
+    return shapes

@@ -9,7 +9,14 @@ from caffelite.net import Net
 from caffelite.net_passes import filter_net
 from caffelite.proto import caffe_pb2
 from caffelite.protoio import parse_text
-from caffelite.shape_inference import ShapeInference, infer_shapes, layer_top_shapes, zero_random_fillers
+from caffelite.shape_inference import (
+    ShapeInference,
+    infer_shapes,
+    infer_shapes_in_phase,
+    layer_top_shapes,
+    stage_variants,
+    zero_random_fillers,
+)
 
 NET = '''name: "tiny"
 layer { name: "data" type: "Input" top: "data" top: "label"
@@ -89,3 +96,28 @@ def test_random_fillers_become_zero_unknown_ones_stay(filler):
     weight = lp.convolution_param.weight_filler
     assert (weight.type, weight.value) == ("constant", 0.0)
     assert lp.convolution_param.bias_filler.type == "no_such_filler"
+
+
+STAGED = '''layer { name: "train_in" type: "Input" top: "x" input_param { shape { dim: 8 dim: 3 } }
+  include { stage: "train" } }
+layer { name: "deploy_in" type: "Input" top: "x" input_param { shape { dim: 1 dim: 3 } }
+  include { stage: "deploy" } }
+layer { name: "relu" type: "ReLU" bottom: "x" top: "y" }
+layer { name: "extra" type: "Sigmoid" bottom: "y" top: "z" exclude { not_stage: "train" } }
+'''
+
+
+def test_stage_variants():
+    param = parse_text(STAGED, caffe_pb2.NetParameter())
+    assert stage_variants(param) == [(), ("deploy",), ("train",)]
+    assert stage_variants(param, ["deploy"]) == [("deploy",)] and stage_variants(param, []) == [()]
+    param.state.stage.append("train")
+    assert stage_variants(param) == [("train",)]
+    assert stage_variants(parse_text(NET, caffe_pb2.NetParameter())) == [()]
+
+
+def test_shapes_in_a_phase_merge_the_stage_variants():
+    param = parse_text(STAGED, caffe_pb2.NetParameter())
+    assert infer_shapes_in_phase(param, TRAIN) == {"x": [1, 3], "y": [1, 3], "z": [8, 3]}  # deploy first
+    param.state.stage.append("train")
+    assert infer_shapes_in_phase(param, TRAIN) == {"x": [8, 3], "y": [8, 3], "z": [8, 3]}

@@ -19,6 +19,7 @@ from caffelite.checker.solver_rules import check_solver_param
 from caffelite.common import TEST, TRAIN
 from caffelite.errors import CaffeliteError
 from caffelite.proto import caffe_pb2
+from caffelite.shape_inference import stage_variants
 from caffelite.textloc import Field, Message, parse_locations
 from caffelite.upgrade import upgrade_net_as_needed
 
@@ -112,15 +113,12 @@ def _check_net(checker: NetChecker, param, phases, stages=None) -> None:
         return
     checker.map_layers(param)
     checker.trainable_net = any(lp.type in LOSS_TYPES for lp in param.layer)
-    mentioned = sorted({st for lp in param.layer for r in list(lp.include) + list(lp.exclude)
-                        for st in list(r.stage) + list(r.not_stage)})
     for phase in phases or [TRAIN, TEST]:
         name = "TRAIN" if phase == TRAIN else "TEST"
-        if stages is not None or len(param.state.stage) or not mentioned:
-            given = tuple(stages if stages is not None else param.state.stage)
-            variants = [(given, name + (" stage=%s" % ",".join(given) if given else ""))]
-        else:  # the net is meant to be run with a stage: check each, and without one
-            variants = [((), name + " (no stage)")] + [((st,), "%s stage=%s" % (name, st)) for st in mentioned]
+        variants = [(given, "%s stage=%s" % (name, ",".join(given)) if given else name)
+                    for given in stage_variants(param, stages)]
+        if len(variants) > 1:  # the net is meant to be run with a stage: check each, and without one
+            variants[0] = ((), name + " (no stage)")
         for given, label in variants:
             checker.analyse(param, phase, given, label)
         labels = {label for _, label in variants}
