@@ -47,18 +47,15 @@ def test_shapes_are_those_net_builds():
     assert shapes["conv"] == [2, 4, 5, 4] and shapes["loss"] == [] and "acc" not in shapes
 
 
-def test_unknown_shapes_propagate_and_inputs_fill_them(tmp_path, monkeypatch):
-    sentinel = tmp_path / "imported"
-    (tmp_path / "evil_shapes.py").write_text("open(%r, 'w').write('x')\n" % str(sentinel))
-    monkeypatch.syspath_prepend(str(tmp_path))
-    text = ('layer { name: "d" type: "Python" top: "x" python_param { module: "evil_shapes" layer: "L" } }\n'
+def test_unknown_shapes_propagate_and_inputs_fill_them():
+    text = ('layer { name: "d" type: "Python" top: "x" python_param { module: "no_such_module" layer: "L" } }\n'
             'layer { name: "r" type: "ReLU" bottom: "x" top: "y" }\n'
             'layer { name: "t" type: "NoSuchType" bottom: "y" top: "z" }\n'
             'layer { name: "s" type: "Sigmoid" bottom: "z" top: "w" }\n')
     param = net_param(text)
     assert infer_shapes(param) == {"x": None, "y": None, "z": None, "w": None}
     assert infer_shapes(param, {"x": (3, 2)}) == {"x": [3, 2], "y": [3, 2], "z": None, "w": None}
-    assert not sentinel.exists()
+    assert infer_shapes(param, {"x": (3, 2), "z": (4,)}) == {"x": [3, 2], "y": [3, 2], "z": [4], "w": [4]}
 
 
 def test_a_refusing_layer_leaves_its_tops_unknown_and_says_why():
