@@ -17,9 +17,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from caffelite.common import set_random_seed
+from caffelite.common import TEST, TRAIN, set_random_seed
 from caffelite.errors import CaffeFileNotFoundError, CaffeliteError, SolverError
-from caffelite.layer import TEST, TRAIN
 from caffelite.net import Net
 from caffelite.proto import caffe_pb2
 from caffelite.protoio import atomic_write

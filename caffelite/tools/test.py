@@ -40,7 +40,7 @@ def add_net_arguments(p, phase: str, weights_help: str, iterations_help: str) ->
 
 def load_net(args, default_phase: str):
     """The net a tool runs: --model in --phase with --level/--stage, then --weights (comma-separated)."""
-    from caffelite.layer import TEST, TRAIN
+    from caffelite.common import TEST, TRAIN
     from caffelite.net import Net
 
     phase = TRAIN if (args.phase or default_phase) == "TRAIN" else TEST
