@@ -30,6 +30,7 @@ from caffelite.errors import (
 )
 from caffelite.layer import TEST, TRAIN, Layer, register_layer
 from caffelite.layer_factory import layer_type_list
+from caffelite.layers import python as _python_layer
 from caffelite.net import Net
 from caffelite.solvers import (
     AdaDeltaSolver,
@@ -41,6 +42,16 @@ from caffelite.solvers import (
     Solver,
     get_solver,
 )
+
+
+def _install_caffe_alias() -> bool:
+    """``import caffe`` -> caffelite.pycaffe for a Python layer's module (importing compat installs it)."""
+    from caffelite import compat
+
+    return compat.install()
+
+
+_python_layer.use_caffe_alias(_install_caffe_alias)
 
 __all__ = [
     "__version__", "Blob", "Layer", "Net", "TRAIN", "TEST", "layer_type_list", "register_layer",

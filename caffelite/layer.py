@@ -5,7 +5,8 @@ caffelite/layer_factory.py, as Caffe keeps it in layer_factory.
 
 A layer subclass overrides the hooks ``setup``, ``reshape``, ``forward`` and ``backward`` (the
 names pycaffe gives Python layers, so a user's ``caffe.Layer`` subclass and ours look alike) and
-declares its blob counts.  The net calls the wrappers ``run_setup``, ``run_forward`` and
+declares its blob counts as class attributes (``exact_bottoms = 1``, ``min_tops = 1``, ...), which
+Caffe's ``exact_num_bottom_blobs()`` & co. read.  The net calls the wrappers ``run_setup``, ``run_forward`` and
 ``run_backward``, which do what Caffe's non-virtual ``SetUp``/``Forward``/``Backward`` do.
 """
 

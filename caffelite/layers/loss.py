@@ -105,6 +105,29 @@ def read_labels(label: np.ndarray, num_classes: int, ignore_label: int | None, s
     return ints
 
 
+def softmax_loss_reference(scores: np.ndarray, labels: np.ndarray, axis: int = 1, ignore_label: int | None = None,
+                           normalization: int = _Norm.VALID, loss_weight: float = 1.0):
+    r"""SoftmaxWithLoss's formula in plain NumPy: the reference its threaded forward and backward are
+    tested against (one pass per step, no threads, no folding of :math:`1/\sum`).
+
+    Returns ``(loss, prob, dscores)``: :math:`E`, :math:`p` shaped like ``scores``, and
+    :math:`w\,\partial E/\partial x` for the loss weight :math:`w` (formulas in the layer's docstring).
+    """
+    x = np.moveaxis(np.asarray(scores), axis, -1)  # (..., C): the softmax runs along the last axis
+    outer = int(np.prod(x.shape[:axis], dtype=np.int64))
+    inner = int(np.prod(x.shape[axis:-1], dtype=np.int64))
+    labels = np.asarray(labels).reshape(x.shape[:-1]).astype(np.int64)
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    p = e / e.sum(axis=-1, keepdims=True)
+    valid = np.ones(labels.shape, bool) if ignore_label is None else labels != ignore_label
+    picked = np.take_along_axis(p, np.where(valid, labels, 0)[..., None], axis=-1)[..., 0]
+    normalizer = get_normalizer(normalization, outer, inner, int(valid.sum()))
+    loss = -np.log(np.maximum(picked, FLT_MIN))[valid].sum() / normalizer
+    onehot = np.arange(x.shape[-1]) == labels[..., None]
+    dx = loss_weight * (p - onehot) * valid[..., None] / normalizer
+    return loss, np.moveaxis(p, -1, axis), np.moveaxis(dx, -1, axis)
+
+
 @register_layer
 class SoftmaxWithLossLayer(LossLayer):
     r"""Softmax followed by the multinomial logistic loss, in one numerically stable layer.
@@ -125,6 +148,9 @@ class SoftmaxWithLossLayer(LossLayer):
 
     A second top, ``prob``, receives :math:`p` with loss weight 0 — the form of the seed article,
     which BVLC Caffe aborts on (its issue #2968); caffelite runs it.
+
+    The forward and backward below split the work over worker threads and skip a pass over the scores;
+    :func:`softmax_loss_reference` is the same formula written plainly, and the tests compare the two.
 
     Caffe: src/caffe/layers/softmax_loss_layer.cpp.
     """

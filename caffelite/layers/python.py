@@ -6,9 +6,21 @@ Caffe: include/caffe/layers/python_layer.hpp, src/caffe/layer_factory.cpp (GetPy
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 
 from caffelite.errors import CaffeliteError, LayerError
 from caffelite.layer import BlobVec, Layer, register_layer
+
+# ``import caffe`` in a user's module must give caffelite's pycaffe: caffelite.compat installs that alias.
+# compat sits at the top of the import order (it aliases caffelite.pycaffe), which a layer may not import,
+# so caffelite/__init__.py hands in the function that installs it (returning whether the alias is ours).
+_install_caffe_alias: Callable[[], bool] | None = None
+
+
+def use_caffe_alias(install: Callable[[], bool]) -> None:
+    """Called once by caffelite/__init__.py with the function that installs the ``caffe`` alias."""
+    global _install_caffe_alias
+    _install_caffe_alias = install
 
 
 @register_layer
@@ -39,9 +51,8 @@ class PythonLayer(Layer):
         if not p.module or not p.layer:
             raise LayerError("%s: python_param needs both module and layer" % where,
                              field="python_param.module" if not p.module else "python_param.layer")
-        from caffelite import compat  # here, not at import: only a Python layer installs the alias
-
-        compat.install()
+        # only a Python layer installs the alias, just before the user's import
+        alias_is_ours = _install_caffe_alias() if _install_caffe_alias is not None else True
         try:
             module = importlib.import_module(p.module)
         except ImportError as e:
@@ -56,7 +67,8 @@ class PythonLayer(Layer):
                              % (where, p.module, getattr(module, "__file__", "?"), p.layer),
                              field="python_param.layer")
         if not (isinstance(user_class, type) and issubclass(user_class, Layer)):
-            hint = "" if compat.is_installed() else " (a real pycaffe is imported, so `import caffe` is not caffelite)"
+            hint = ("" if alias_is_ours
+                    else " (a real pycaffe is imported, so `import caffe` is not caffelite)")
             raise LayerError("%s: '%s' is not a subclass of caffe.Layer (caffelite.Layer)%s" % (where, p.layer, hint),
                              field="python_param.layer")
         try:

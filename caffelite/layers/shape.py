@@ -1,16 +1,16 @@
-r"""Shape layers: Concat, Slice, Flatten, Reshape, Tile.
+r"""Shape layers: Concat, Slice, Flatten, Reshape, Tile, Crop.
 
 They move values without arithmetic, so their backward passes copy (or sum, for Tile) the top
 diffs back.  Flatten and Reshape share the bottom's data as Caffe does (the top is a view).
 
-Caffe: src/caffe/layers/{concat,slice,flatten,reshape,tile}_layer.cpp.
+Caffe: src/caffe/layers/{concat,slice,flatten,reshape,tile,crop}_layer.cpp.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from caffelite.errors import LayerError, ShapeError
+from caffelite.errors import BackwardError, LayerError, ShapeError
 from caffelite.layer import Layer, register_layer
 
 MAX_BLOB_AXES = 32  # Caffe's kMaxBlobAxes
@@ -293,3 +293,54 @@ class TileLayer(Layer):
         if propagate_down[0]:
             dy = top[0].diff.reshape(self.outer, self.tiles, self.inner)
             np.sum(dy, axis=1, out=bottom[0].diff.reshape(self.outer, self.inner))
+
+
+# --- Crop -------------------------------------------------------------------------------------------
+@register_layer
+class CropLayer(Layer):
+    r"""Crop bottom[0] to bottom[1]'s shape on the axes from ``axis`` on:
+    :math:`y_{\mathbf{i}} = x_{\mathbf{i} + \mathbf{o}}`, offsets :math:`\mathbf{o}` (0 before ``axis``;
+    one ``offset`` for every cropped axis, or one each).  bottom[1] gives only a shape: no gradient.
+
+    Caffe: src/caffe/layers/crop_layer.cpp.
+    """
+
+    type = "Crop"
+    exact_bottoms = 2
+    exact_tops = 1
+
+    def allow_force_backward(self, bottom_index):
+        return bottom_index == 0
+
+    def reshape(self, bottom, top):
+        p = self.layer_param.crop_param
+        nd = bottom[0].num_axes
+        start = bottom[0].canonical_axis_index(p.axis)
+        offsets = list(p.offset)
+        if len(offsets) > 1 and start + len(offsets) != nd:
+            raise LayerError("number of offset values specified must be equal to the number of dimensions following "
+                             "axis. (axis %d, %d offsets, %d axes)" % (start, len(offsets), nd),
+                             field="crop_param.offset")
+        if bottom[1].num_axes != nd:
+            raise ShapeError("Crop bottoms must have the same number of axes (%s vs %s)"
+                             % (list(bottom[0].shape), list(bottom[1].shape)))
+        shape, self.offsets = list(bottom[0].shape), [0] * nd
+        for i in range(start, nd):
+            off = offsets[0] if len(offsets) == 1 else (offsets[i - start] if offsets else 0)
+            if bottom[0].shape[i] - off < bottom[1].shape[i]:
+                raise ShapeError("invalid crop parameters in dimension: %d (input %d, offset %d, crop size %d)"
+                                 % (i, bottom[0].shape[i], off, bottom[1].shape[i]), field="crop_param.offset")
+            shape[i], self.offsets[i] = bottom[1].shape[i], off
+        top[0].reshape(shape)
+        self.window = tuple(slice(o, o + s) for o, s in zip(self.offsets, shape))
+
+    def forward(self, bottom, top):
+        top[0].data[...] = bottom[0].data[self.window]
+
+    def backward(self, top, propagate_down, bottom):
+        if len(propagate_down) > 1 and propagate_down[1]:
+            raise BackwardError("Crop Layer cannot backpropagate to its second input (it gives only a shape).")
+        if propagate_down[0]:
+            dx = bottom[0].diff
+            dx[...] = 0
+            dx[self.window] = top[0].diff

@@ -1,6 +1,6 @@
-r"""Vision layers built on im2col (caffelite/compute/im2col.py): Convolution, Deconvolution, Im2col, and Crop.
+r"""Vision layers built on im2col (caffelite/compute/im2col.py): Convolution, Deconvolution and Im2col.
 
-Caffe: src/caffe/layers/{base_conv,conv,deconv,im2col,crop}_layer.cpp.
+Caffe: src/caffe/layers/{base_conv,conv,deconv,im2col}_layer.cpp.
 
 Convolution is one matrix product per group for a chunk of images at a time (as many as fill
 ``CHUNK_BYTES`` of columns: large, cache-friendly products, no per-image loop).  With the bottom
@@ -28,7 +28,7 @@ import numpy as np
 from caffelite.blob import Blob
 from caffelite.compute import parallel
 from caffelite.compute.im2col import ConvGeometry, WideColumns, Workspace, deconv_out_size
-from caffelite.errors import BackwardError, LayerError, ShapeError
+from caffelite.errors import LayerError, ShapeError
 from caffelite.filler import fill
 from caffelite.layer import Layer, register_layer
 
@@ -147,6 +147,49 @@ class _BaseConvolution(Layer):
         return a.reshape((self.num, channels) + tuple(spatial))
 
 
+def convolution_reference(x, w, b, stride, pad, dilation, group: int = 1, dy=None):
+    r"""Convolution's formula in plain NumPy, one kernel tap at a time: the reference that the layer's
+    chunked, threaded im2col products and its four backward paths are tested against.
+
+    ``x`` (N, C, *spatial), ``w`` (O, C/group, *kernel), ``b`` (O) or None; ``stride``, ``pad``,
+    ``dilation`` one value per spatial axis.  Returns ``y``, and with the top gradient ``dy`` also
+    ``(dx, dw, db)``: for each tap :math:`\mathbf{k}` the input window it reads is a strided slice
+    :math:`X_{\mathbf{k}}` of the zero-padded input, and per group
+
+    .. math:: Y \mathrel{+}= W_{\mathbf{k}} X_{\mathbf{k}}, \quad
+              \frac{\partial E}{\partial W_{\mathbf{k}}} = \sum \frac{\partial E}{\partial Y} X_{\mathbf{k}}^\top,
+              \quad \frac{\partial E}{\partial X_{\mathbf{k}}} \mathrel{+}=
+              W_{\mathbf{k}}^\top \frac{\partial E}{\partial Y}
+    """
+    n, c = x.shape[:2]
+    o, kernel = w.shape[0], w.shape[2:]
+    go, gi = o // group, c // group
+    xp = np.pad(x, [(0, 0), (0, 0)] + [(q, q) for q in pad])
+    out = tuple((i + 2 * q - d * (k - 1) - 1) // s + 1
+                for i, k, s, q, d in zip(x.shape[2:], kernel, stride, pad, dilation))
+    y = np.zeros((n, o) + out, np.result_type(x, w))
+    dxp, dw = np.zeros_like(xp), np.zeros_like(w)
+    for tap in np.ndindex(*kernel):
+        window = (slice(None), slice(None)) + tuple(
+            slice(d * t, d * t + s * (m - 1) + 1, s) for t, d, s, m in zip(tap, dilation, stride, out))
+        xs = xp[window]  # (N, C, *out): the input value each output position meets at this tap
+        for g in range(group):
+            rows, chans = slice(g * go, (g + 1) * go), slice(g * gi, (g + 1) * gi)
+            wk = w[(rows, slice(None)) + tap]  # (O/g, C/g)
+            y[:, rows] += np.einsum("oc,nc...->no...", wk, xs[:, chans])
+            if dy is not None:
+                summed = [0] + list(range(2, x.ndim))  # over images and output positions
+                dw[(rows, slice(None)) + tap] += np.tensordot(dy[:, rows], xs[:, chans], (summed, summed))
+                dxp[(window[0], chans) + window[2:]] += np.einsum("oc,no...->nc...", wk, dy[:, rows])
+    if b is not None:
+        y += b.reshape((o,) + (1,) * len(kernel))
+    if dy is None:
+        return y
+    dx = dxp[(slice(None), slice(None)) + tuple(slice(q, q + i) for q, i in zip(pad, x.shape[2:]))]
+    db = dy.sum(axis=(0,) + tuple(range(2, dy.ndim)))
+    return y, dx, dw, db
+
+
 @register_layer
 class ConvolutionLayer(_BaseConvolution):
     r"""N-D convolution with groups, dilation, stride and zero padding (Caffe's im2col + GEMM).
@@ -155,6 +198,10 @@ class ConvolutionLayer(_BaseConvolution):
     :math:`y_{n,o,\mathbf{x}} = b_o + \sum_{c \in g(o)} \sum_{\mathbf{k}} w_{o,c,\mathbf{k}}\,
     x_{n,c,\mathbf{s}\mathbf{x} - \mathbf{p} + \mathbf{d}\mathbf{k}}` (zero outside the input), with
     :math:`o = \lfloor (i + 2p - d(k-1) - 1)/s \rfloor + 1` per spatial axis.
+
+    Forward and backward run im2col products over image chunks in worker threads, with four ways to the
+    input gradient (direct 1x1, flipped-kernel convolution, wide-column col2im, col2im):
+    :func:`convolution_reference` is the formula written plainly, and the tests compare them.
 
     Caffe: src/caffe/layers/conv_layer.cpp (and base_conv_layer.cpp).
     """
@@ -408,54 +455,3 @@ class Im2colLayer(Layer):
             return
         cols = _to_rows(top[0].diff.reshape(self.num, self.kdim, -1))
         self.geom.col2im(cols, bottom[0].diff.reshape((self.num, self.channels) + self.in_spatial))
-
-
-# --- Crop -------------------------------------------------------------------------------------------
-@register_layer
-class CropLayer(Layer):
-    r"""Crop bottom[0] to bottom[1]'s shape on the axes from ``axis`` on:
-    :math:`y_{\mathbf{i}} = x_{\mathbf{i} + \mathbf{o}}`, offsets :math:`\mathbf{o}` (0 before ``axis``;
-    one ``offset`` for every cropped axis, or one each).  bottom[1] gives only a shape: no gradient.
-
-    Caffe: src/caffe/layers/crop_layer.cpp.
-    """
-
-    type = "Crop"
-    exact_bottoms = 2
-    exact_tops = 1
-
-    def allow_force_backward(self, bottom_index):
-        return bottom_index == 0
-
-    def reshape(self, bottom, top):
-        p = self.layer_param.crop_param
-        nd = bottom[0].num_axes
-        start = bottom[0].canonical_axis_index(p.axis)
-        offsets = list(p.offset)
-        if len(offsets) > 1 and start + len(offsets) != nd:
-            raise LayerError("number of offset values specified must be equal to the number of dimensions following "
-                             "axis. (axis %d, %d offsets, %d axes)" % (start, len(offsets), nd),
-                             field="crop_param.offset")
-        if bottom[1].num_axes != nd:
-            raise ShapeError("Crop bottoms must have the same number of axes (%s vs %s)"
-                             % (list(bottom[0].shape), list(bottom[1].shape)))
-        shape, self.offsets = list(bottom[0].shape), [0] * nd
-        for i in range(start, nd):
-            off = offsets[0] if len(offsets) == 1 else (offsets[i - start] if offsets else 0)
-            if bottom[0].shape[i] - off < bottom[1].shape[i]:
-                raise ShapeError("invalid crop parameters in dimension: %d (input %d, offset %d, crop size %d)"
-                                 % (i, bottom[0].shape[i], off, bottom[1].shape[i]), field="crop_param.offset")
-            shape[i], self.offsets[i] = bottom[1].shape[i], off
-        top[0].reshape(shape)
-        self.window = tuple(slice(o, o + s) for o, s in zip(self.offsets, shape))
-
-    def forward(self, bottom, top):
-        top[0].data[...] = bottom[0].data[self.window]
-
-    def backward(self, top, propagate_down, bottom):
-        if len(propagate_down) > 1 and propagate_down[1]:
-            raise BackwardError("Crop Layer cannot backpropagate to its second input (it gives only a shape).")
-        if propagate_down[0]:
-            dx = bottom[0].diff
-            dx[...] = 0
-            dx[self.window] = top[0].diff
