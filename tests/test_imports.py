@@ -27,7 +27,7 @@ ORDER = [
     ["transform", "layers"],
     ["layer_factory"],
     ["upgrade"],
-    ["net_passes", "net_pycaffe", "net"],  # net_pycaffe: pycaffe.py's Python-side Net surface, Net's base
+    ["net_passes", "net_pycaffe", "net"],  # net_pycaffe: pycaffe's Net surface, the base class of Net
     ["solvers", "testing", "shape_inference", "net_spec"],
     ["checker", "explain", "draw"],
     ["pycaffe", "compat", "tools", "cli", "__init__", "__main__"],  # caffelite/__init__.py may import anything
