@@ -3,8 +3,8 @@
 pycaffe: python/caffe/draw.py (layers as boxes, blobs as octagons, ``rankdir``).  Unlike
 pycaffe, in-place layers (ReLU, Dropout, BatchNorm/Scale written ``bottom: x top: x``) are folded
 into the node of the layer that produced their blob, so a conv–ReLU pair is one box; blob shapes
-(inferred by :mod:`caffelite.checker`, which never imports Python layers unless asked) can label
-the edges.  Writing DOT needs nothing; SVG/PNG/PDF need Graphviz's ``dot`` program.
+(inferred by :mod:`caffelite.shape_inference`, which never imports Python layers unless asked) can
+label the edges.  Writing DOT needs nothing; SVG/PNG/PDF need Graphviz's ``dot`` program.
 """
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ import os
 import shutil
 import subprocess
 
+from caffelite.common import TEST, TRAIN
 from caffelite.errors import UnsupportedError
-from caffelite.layer import TEST, TRAIN
-from caffelite.net import filter_net
+from caffelite.net_passes import filter_net, is_in_place
 from caffelite.proto import caffe_pb2
+from caffelite.shape_inference import infer_shapes_in_phase
 from caffelite.upgrade import read_net_param
 
 __all__ = ["net_to_dot", "draw_file", "layer_label"]
@@ -33,7 +34,8 @@ def _q(text: str) -> str:
 
 
 def _is_in_place(lp) -> bool:
-    return len(lp.top) > 0 and len(lp.top) == len(lp.bottom) and list(lp.top) == list(lp.bottom)
+    """Every top computed in place (``bottom: x top: x``): the layer folds into its input's producer."""
+    return len(lp.top) > 0 and len(lp.top) == len(lp.bottom) and all(is_in_place(lp, j) for j in range(len(lp.top)))
 
 
 def layer_label(lp) -> str:
@@ -109,20 +111,13 @@ def draw_file(path: str, output: str, *, phase: int | None = None, show_shapes: 
     Returns the DOT text.
     """
     param = read_net_param(path)
+    shapes = None
+    if show_shapes:
+        shapes = infer_shapes_in_phase(param, TEST if phase == TEST else TRAIN, inputs,
+                                       allow_python_layers=allow_python_layers, source=path)
     if phase is not None:
         param.state.phase = phase
         param = filter_net(param, path)
-    shapes = None
-    if show_shapes:
-        from caffelite.checker import check_file
-
-        result = check_file(path, inputs=inputs, phases=[TEST if phase == TEST else TRAIN],
-                            allow_python_layers=allow_python_layers)
-        shapes = {}
-        for variant in result.shapes.values():  # first variant that knows a blob's shape wins
-            for name, shape in variant.items():
-                if shapes.get(name) is None:
-                    shapes[name] = shape
     dot = net_to_dot(param, shapes=shapes, rankdir=rankdir)
     ext = os.path.splitext(output)[1].lower().lstrip(".")
     if ext in ("dot", "gv", ""):

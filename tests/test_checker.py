@@ -8,8 +8,7 @@ import sys
 
 import pytest
 
-from caffelite import checker
-from caffelite.checker import CODES, check_file, list_codes
+from caffelite.checker import CODES, check_file, list_codes, net_rules
 from caffelite.cli import main
 from caffelite.errors import UnknownLayerTypeError
 from caffelite.layer import TEST, TRAIN
@@ -115,14 +114,14 @@ def test_unknown_layer_type_did_you_mean(tmp_path):
 
 
 def test_unimplemented_layer(tmp_path, monkeypatch):
-    real = checker.layer_class
+    real = net_rules.layer_class
 
     def without_tile(name):
         if name == "Tile":
             raise UnknownLayerTypeError("Unknown layer type: Tile")
         return real(name)
 
-    monkeypatch.setattr(checker, "layer_class", without_tile)
+    monkeypatch.setattr(net_rules, "layer_class", without_tile)
     text = inp("x", 2, 3) + ('layer { name: "t" type: "Tile" bottom: "x" top: "t" tile_param { tiles: 2 } }\n'
                              'layer { name: "r" type: "ReLU" bottom: "t" top: "u" }\n')
     result = check(tmp_path, text)

@@ -8,7 +8,7 @@ pycaffe: python/caffe/draw.py.  Same functions and arguments; pydot is an option
 from __future__ import annotations
 
 from caffelite.errors import MissingDependencyError
-from caffelite.net import state_meets_rule
+from caffelite.net_passes import is_in_place, layer_included
 from caffelite.proto import caffe_pb2
 
 __all__ = ["get_pooling_types_dict", "get_edge_label", "get_layer_lr_mult", "get_layer_label",
@@ -91,12 +91,8 @@ def choose_color_by_layertype(layertype: str) -> str:
 
 
 def _included(layer, phase) -> bool:
-    if phase is None:
-        return True
-    state = caffe_pb2.NetState(phase=phase)
-    if len(layer.include):
-        return any(state_meets_rule(state, rule) for rule in layer.include)
-    return not any(state_meets_rule(state, rule) for rule in layer.exclude)
+    """pycaffe draws every layer without a phase, else those FilterNet keeps in that phase."""
+    return phase is None or layer_included(caffe_pb2.NetState(phase=phase), layer)
 
 
 def get_pydot_graph(caffe_net, rankdir: str, label_edges: bool = True, phase=None, display_lrm: bool = False):
@@ -110,7 +106,7 @@ def get_pydot_graph(caffe_net, rankdir: str, label_edges: bool = True, phase=Non
             continue
         node_name = "%s_%s" % (layer.name, layer.type)
         label = get_layer_label(layer, rankdir, display_lrm)
-        if len(layer.bottom) == 1 and len(layer.top) == 1 and layer.bottom[0] == layer.top[0]:
+        if len(layer.bottom) == 1 and len(layer.top) == 1 and is_in_place(layer, 0):
             nodes[node_name] = pydot.Node(label, **NEURON_LAYER_STYLE)
         else:
             style = dict(LAYER_STYLE_DEFAULT, fillcolor=choose_color_by_layertype(layer.type))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from caffelite.layer import TEST, TRAIN
+from caffelite.common import TEST, TRAIN
 
 
 def _input(text: str) -> tuple[str, tuple[int, ...]]:

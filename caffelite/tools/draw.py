@@ -30,8 +30,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
+    from caffelite.common import TEST, TRAIN
     from caffelite.draw import draw_file
-    from caffelite.layer import TEST, TRAIN
 
     phase = {"TRAIN": TRAIN, "TEST": TEST, "ALL": None}[args.phase]
     draw_file(args.net, args.output, phase=phase, show_shapes=args.shapes, rankdir=args.rankdir,
