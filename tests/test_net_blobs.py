@@ -201,3 +201,17 @@ def test_recorded_cases_obey_caffes_sharing_rule(name):
 def test_real_caffe_records_include_sharing_layers():
     real = [n for n in WITH_SHARING if n not in DERIVED]
     assert {"reshape_axes", "reshape_infer", "flatten_axis2"} <= set(real)
+
+
+def test_two_anonymous_losses_both_count_though_one_key_shows_the_last():
+    folder = os.path.join(LAYERS, "v0_two_anonymous_losses")
+    meta = read_json(os.path.join(folder, "case.json"))
+    net = caffelite.Net(os.path.join(folder, "net.prototxt"), os.path.join(folder, "weights.caffemodel"),
+                        caffelite.TRAIN)
+    with np.load(os.path.join(folder, "arrays.npz")) as z:
+        for name in ("data", "label", "target"):
+            net.blobs[name].data[...] = z["in/" + name]
+        shown = float(z["fwd/(automatic)"])
+    total = net.forward_from_to()
+    np.testing.assert_allclose(total, meta["loss"], rtol=1e-5)
+    assert abs(total - shown) > 1e-3  # the key holds reg_loss's blob only
