@@ -383,7 +383,30 @@ class Net(PycaffeNet):
 
     @property
     def blob_need_backward(self) -> OrderedDict:
-        return OrderedDict((n, self._blob_need_backward[i]) for n, i in self._blob_index.items())
+        """Blob name -> whether backward reaches it (keys as in ``blobs``)."""
+        return OrderedDict(zip(self._blob_names, self._blob_need_backward))
+
+    @property
+    def blob_names(self) -> list[str]:
+        """Caffe's Net::blob_names: every blob's name by blob index, each ``(automatic)`` one included."""
+        return list(self._blob_names)
+
+    @property
+    def input_blob_indices(self) -> list[int]:
+        """Caffe's Net::input_blob_indices (pycaffe's ``net._inputs``)."""
+        return list(self._input_ids)
+
+    @property
+    def output_blob_indices(self) -> list[int]:
+        """Caffe's Net::output_blob_indices (pycaffe's ``net._outputs``): the blobs no layer consumes,
+        by name order; anonymous ``(automatic)`` tops are never among them."""
+        return list(self._output_ids)
+
+    def output_blob_table(self) -> list[tuple[str, Blob, float]]:
+        """(name, Blob, loss weight) of each output, by Caffe's own indices, as its solver and
+        ``caffe test`` report them (free of pycaffe's ``outputs`` naming; see ``outputs``)."""
+        return [(self._blob_names[i], self._blob_list[i], self._blob_loss_weights.get(i, 0.0))
+                for i in self._output_ids]
 
     # --- running: Caffe's ForwardFromTo / BackwardFromTo ------------------------------------------
     def _layer_blobs(self, layer_id: int):
@@ -505,4 +528,4 @@ class Net(PycaffeNet):
                 for i, (name, layer) in enumerate(zip(self._layer_names, self.layers))]
 
     def __repr__(self) -> str:
-        return "<Net '%s': %d layers, %d blobs>" % (self.name, len(self.layers), len(self._blob_index))
+        return "<Net '%s': %d layers, %d blobs>" % (self.name, len(self.layers), len(self._blob_list))

@@ -26,10 +26,11 @@ class PycaffeNet:
     # --- pycaffe's properties -------------------------------------------------------------------
     @property
     def blobs(self) -> OrderedDict:
-        """Blob name -> Blob, in order of creation (automatic splits included)."""
+        """Blob name -> Blob, in order of creation (automatic splits included), built as pycaffe's
+        ``OrderedDict(zip(self._blob_names, self._blobs))``: a layer's anonymous tops are all named
+        ``(automatic)``, so they collapse to one key, at the first one's place, holding the last one."""
         if self._blobs_dict is None:
-            self._blobs_dict = OrderedDict((n, self._blob_list[i]) for i, n in enumerate(self._blob_names)
-                                           if n in self._blob_index and self._blob_index[n] == i)
+            self._blobs_dict = OrderedDict(zip(self._blob_names, self._blob_list))
         return self._blobs_dict
 
     @property
@@ -46,11 +47,31 @@ class PycaffeNet:
 
     @property
     def inputs(self) -> list[str]:
-        return [self._blob_names[i] for i in self._input_ids]
+        """pycaffe's ``[list(self.blobs.keys())[i] for i in self._inputs]``."""
+        return self._keys_at(self._input_ids, "input")
 
     @property
     def outputs(self) -> list[str]:
-        return [self._blob_names[i] for i in self._output_ids]
+        """pycaffe's ``[list(self.blobs.keys())[i] for i in self._outputs]``.
+
+        pycaffe indexes the keys of ``blobs`` by blob index, so in a net with several ``(automatic)``
+        blobs (which share one key) an output created after the second of them is named by the key
+        that follows it, and one past the end of the keys makes pycaffe raise IndexError; both are
+        reproduced (the latter as a NetError).  ``output_blob_indices`` and ``blob_names`` give
+        Caffe's own outputs, as its C++ tools and solvers use them.
+        """
+        return self._keys_at(self._output_ids, "output")
+
+    def _keys_at(self, ids: Sequence[int], what: str) -> list[str]:
+        keys = list(self.blobs.keys())
+        for i in ids:
+            if i >= len(keys):
+                raise NetError("pycaffe cannot name %s blob #%d '%s': it indexes the %d keys of net.blobs by "
+                               "blob index, and the net's %d '(automatic)' blobs share one key (pycaffe "
+                               "raises IndexError here; net.%s_blob_indices and net.blob_names give the blobs)"
+                               % (what, i, self._blob_names[i], len(keys), self._blob_names.count("(automatic)"),
+                                  what), file=self._source)
+        return [keys[i] for i in ids]
 
     @property
     def top_names(self) -> OrderedDict:
@@ -64,7 +85,8 @@ class PycaffeNet:
 
     @property
     def blob_loss_weights(self) -> OrderedDict:
-        return OrderedDict((n, self._blob_loss_weights.get(i, 0.0)) for n, i in self._blob_index.items())
+        """pycaffe's ``OrderedDict(zip(self._blob_names, self._blob_loss_weights))``."""
+        return OrderedDict((n, self._blob_loss_weights.get(i, 0.0)) for i, n in enumerate(self._blob_names))
 
     def _layer_index(self, name: str | None, default: int) -> int:
         if name is None:

@@ -100,12 +100,12 @@ def check_gradient(layer, bottom: Sequence, num_top: int = 1, *, check_bottom: S
 
     # analytic gradient
     objective()
-    for t in range(num_top):
-        tops[t].diff[...] = tops[t].data if t in tops_used else 0
-    for b in bottoms:
+    for b in bottoms:  # zeroed before the tops' diffs are set: a top may view its bottom's diff
         b.diff[...] = 0
     for p in layer.blobs:
         p.diff[...] = 0
+    for t in range(num_top):
+        tops[t].diff[...] = tops[t].data if t in tops_used else 0
     propagate = [i in check_bottom for i in range(len(bottoms))]
     layer.param_propagate_down = [bool(check_params)] * len(layer.blobs)
     layer.run_backward(tops, propagate, bottoms)

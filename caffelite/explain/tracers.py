@@ -76,8 +76,14 @@ def _normalizer_lines(t: Trace, mode, outer, inner, valid, n_ignored) -> float:
     return z
 
 
+def _top_name(layer, top_id: int) -> str:
+    """The top's name; Caffe's AppendTop names an anonymous (auto_top_blobs) top "(automatic)"."""
+    tops = layer.layer_param.top
+    return tops[top_id] if top_id < len(tops) else "(automatic)"
+
+
 def _loss_footer(t: Trace, layer, top, loss_value) -> None:
-    t.say("layer_says", 2, value=_f(top[0].data.ravel()[0]), top=layer.layer_param.top[0])
+    t.say("layer_says", 2, value=_f(top[0].data.ravel()[0]), top=_top_name(layer, 0))
     w = layer.loss(0)
     t.say("weight", 2, w=_f(w), v=_f(w * float(top[0].data.ravel()[0])))
 
@@ -224,7 +230,7 @@ def trace_accuracy(t: Trace, layer, bottom, top, bottom_names, need_backward) ->
     if outer * inner > shown:
         t.say("more", 2, n=outer * inner - shown)
     t.say("acc_result", 2, c=correct, n=counted, a=_f(correct / counted if counted else 0.0))
-    t.say("layer_says", 2, value=_f(top[0].data.ravel()[0]), top=layer.layer_param.top[0])
+    t.say("layer_says", 2, value=_f(top[0].data.ravel()[0]), top=_top_name(layer, 0))
 
 
 def trace_generic(t: Trace, layer, bottom, top, bottom_names, need_backward) -> None:

@@ -1,7 +1,9 @@
 r"""Shape layers: Concat, Slice, Flatten, Reshape, Tile, Crop.
 
 They move values without arithmetic, so their backward passes copy (or sum, for Tile) the top
-diffs back.  Flatten and Reshape share the bottom's data as Caffe does (the top is a view).
+diffs back.  Where Caffe calls ShareData and ShareDiff (Flatten, Reshape, a Concat of one bottom,
+a Slice into one top) the top views the bottom's data and diff: one buffer under two names, so an
+in-place layer on either name changes what both show, and backward has nothing to copy.
 
 Caffe: src/caffe/layers/{concat,slice,flatten,reshape,tile,crop}_layer.cpp.
 """
@@ -14,6 +16,19 @@ from caffelite.errors import BackwardError, LayerError, ShapeError
 from caffelite.layer import Layer, register_layer
 
 MAX_BLOB_AXES = 32  # Caffe's kMaxBlobAxes
+
+
+def _share(top, bottom) -> None:
+    """Caffe's ``top->ShareData(*bottom); top->ShareDiff(*bottom)``: the top views both buffers.
+
+    Called again in forward because the bottom's data may have been reallocated since reshape;
+    the diff follows the bottom by itself.
+    """
+    if top is bottom:  # in place: already one blob
+        return
+    if not np.shares_memory(top.data, bottom.data):
+        top.share_data(bottom)
+    top.share_diff(bottom)
 
 
 def _legacy_axis(param, legacy: str, bottom) -> int:
@@ -64,14 +79,18 @@ class ConcatLayer(Layer):
             shape[axis] += b.shape[axis]
         self.axis = axis
         top[0].reshape(shape)
+        if len(bottom) == 1:
+            _share(top[0], bottom[0])
 
     def forward(self, bottom, top):
         if len(bottom) == 1:
-            np.copyto(top[0].data, bottom[0].data)
+            _share(top[0], bottom[0])
             return
         np.concatenate([b.data for b in bottom], axis=self.axis, out=top[0].data)
 
     def backward(self, top, propagate_down, bottom):
+        if len(bottom) == 1:  # the top's diff is the bottom's
+            return
         dy = top[0].diff
         start = 0
         for pd, b in zip(propagate_down, bottom):
@@ -131,6 +150,8 @@ class SliceLayer(Layer):
             shape = list(bottom[0].shape)
             shape[axis] = n
             t.reshape(shape)
+        if len(top) == 1:
+            _share(top[0], bottom[0])
 
     def _slices(self):
         start = 0
@@ -139,12 +160,15 @@ class SliceLayer(Layer):
             start += n
 
     def forward(self, bottom, top):
+        if len(top) == 1:
+            _share(top[0], bottom[0])
+            return
         x = bottom[0].data
         for t, index in zip(top, self._slices()):
             np.copyto(t.data, x[index])
 
     def backward(self, top, propagate_down, bottom):
-        if not propagate_down[0]:
+        if not propagate_down[0] or len(top) == 1:  # one top: its diff is the bottom's
             return
         dx = bottom[0].diff
         for t, index in zip(top, self._slices()):
@@ -152,7 +176,7 @@ class SliceLayer(Layer):
 
 
 class _ViewLayer(Layer):
-    """One bottom, one top that views the bottom's data under another shape (no in-place)."""
+    """One bottom, one top that views the bottom's data and diff under another shape (no in-place)."""
 
     exact_bottoms = 1
     exact_tops = 1
@@ -169,15 +193,13 @@ class _ViewLayer(Layer):
             raise ShapeError("output count must match input count (%d vs %d; top shape %s, bottom %s)"
                              % (count, bottom[0].count, shape, bottom[0].shape_string()))
         top[0].reshape(shape)
-        top[0].share_data(bottom[0])
+        _share(top[0], bottom[0])
 
     def forward(self, bottom, top):
-        if not np.shares_memory(top[0].data, bottom[0].data):  # the bottom was reallocated
-            top[0].share_data(bottom[0])
+        _share(top[0], bottom[0])
 
     def backward(self, top, propagate_down, bottom):
-        if propagate_down[0]:
-            np.copyto(bottom[0].diff, top[0].diff.reshape(bottom[0].shape))
+        pass  # the top's diff is the bottom's: nothing to copy
 
 
 @register_layer

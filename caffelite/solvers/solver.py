@@ -336,14 +336,11 @@ class Solver:
         log.info("Optimization Done.")
 
     def _log_outputs(self, net: Net, which: str, scores) -> None:
-        weights = net.blob_loss_weights
         index = 0
-        for name in net.outputs:
-            values = np.asarray(net.blobs[name].data).ravel() if scores is None else None
-            count = net.blobs[name].count
-            for k in range(count):
+        for name, blob, weight in net.output_blob_table():  # Caffe's outputs, by blob index
+            values = np.asarray(blob.data).ravel() if scores is None else None
+            for k in range(blob.count):
                 value = float(values[k]) if scores is None else scores[index]
-                weight = weights.get(name, 0.0)
                 extra = " (* %g = %g loss)" % (weight, weight * value) if weight else ""
                 log.info("    %s net output #%d: %s = %g%s", which, index, name, value, extra)
                 index += 1
@@ -376,8 +373,9 @@ class Solver:
             iter_loss = net.forward_from_to()
             if p.test_compute_loss:
                 loss += iter_loss
-            values = np.concatenate([np.asarray(net.blobs[name].data, dtype=np.float64).ravel()
-                                     for name in net.outputs]) if net.outputs else np.zeros(0)
+            outputs = net.output_blob_table()
+            values = np.concatenate([np.asarray(blob.data, dtype=np.float64).ravel()
+                                     for _, blob, _ in outputs]) if outputs else np.zeros(0)
             scores = list(values) if i == 0 else [a + b for a, b in zip(scores, values)]
         if self.requested_early_exit:
             log.info("Test interrupted.")

@@ -62,21 +62,20 @@ def run(args) -> int:
         net = load_net(args, "TEST")
         log.info("Use CPU.")
         log.info("Running for %d iterations.", args.iterations)
-        names = net.outputs
+        outputs = net.output_blob_table()  # Caffe's outputs by blob index, as caffe test reports them
+        names = [name for name, _, _ in outputs]
         totals = None
         loss = 0.0
         for i in range(args.iterations):
             loss += net.forward_from_to()
-            values = [np.asarray(net.blobs[n].data, dtype=np.float64).ravel() for n in names]
+            values = [np.asarray(blob.data, dtype=np.float64).ravel() for _, blob, _ in outputs]
             totals = [v.copy() for v in values] if totals is None else [t + v for t, v in zip(totals, values)]
             for name, v in zip(names, values):
                 for x in v:
                     log.info("Batch %d, %s = %g", i, name, x)
         loss /= args.iterations
         log.info("Loss: %g", loss)
-        weights = net.blob_loss_weights
-        for name, total in zip(names, totals or []):
+        for (name, _, w), total in zip(outputs, totals or []):
             for x in total / args.iterations:
-                w = weights.get(name, 0.0)
                 log.info("%s = %g%s", name, x, " (* %g = %g loss)" % (w, w * x) if w else "")
     return 0
