@@ -24,8 +24,12 @@ from caffelite.explain.tracers import (  # noqa: F401
     MAX_POSITIONS,
     TRACERS,
     trace_accuracy,
+    trace_contrastive,
     trace_euclidean,
     trace_generic,
+    trace_hinge,
+    trace_infogain,
+    trace_multinomial_logistic,
     trace_sigmoid_ce,
     trace_softmax_loss,
 )
