@@ -2,6 +2,8 @@
 
 import ast
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -31,3 +33,19 @@ def test_no_test_skips_when_the_corpus_or_golden_cases_are_missing():
             found += ["%s:%d: %s" % (name, line, text) for line, text in _skips(tree)
                       if any(word in text.lower() for word in ("corpus", "golden", "not present", "not copied"))]
     assert not found, "\n".join(found)
+
+
+@pytest.mark.parametrize("module, keyword, at_least", [
+    ("test_data_layers.py", "hdf5 or image or memory", 10),
+    ("test_tools_data.py", "parse_log or plot_log", 2),
+])
+def test_a_missing_lmdb_does_not_skip_the_tests_that_do_not_need_it(module, keyword, at_least):
+    """Without lmdb installed, the HDF5, ImageData, MemoryData and plot-log tests still run and pass."""
+    code = ("import sys; sys.modules['lmdb'] = None; import pytest; "
+            "sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', %r, '-k', %r]))"
+            % (os.path.join(HERE, module), keyword))
+    done = subprocess.run([sys.executable, "-c", code], cwd=os.path.dirname(HERE), capture_output=True, text=True,
+                          timeout=300)
+    summary = done.stdout.strip().splitlines()[-1]
+    assert done.returncode == 0, done.stdout[-2000:]
+    assert "skipped" not in summary and int(summary.split(" passed")[0].split()[-1]) >= at_least, summary
