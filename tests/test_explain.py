@@ -378,3 +378,12 @@ def test_every_message_exists_in_both_languages():
     assert set(MESSAGES["en"]) == set(MESSAGES["zh"])
     for key, text in MESSAGES["en"].items():
         assert set(re.findall(r"{(\w+)}", text)) == set(re.findall(r"{(\w+)}", MESSAGES["zh"][key])), key
+
+
+def test_label_bottoms_come_from_the_layer_classes():
+    from caffelite.explain.driver import CLASS_AXIS, VALUE_DOMAINS
+    from caffelite.layer_factory import layer_class
+
+    for type_name in set(CLASS_AXIS) | {t for t, d in VALUE_DOMAINS.items() if "label" in d}:
+        assert layer_class(type_name).label_bottom is not None, type_name
+    assert layer_class("ContrastiveLoss").label_bottom == 2  # the similarity label, after the pair

@@ -34,14 +34,14 @@ CLASS_AXIS = {
     "MultinomialLogisticLoss": lambda lp: None,
     "HingeLoss": lambda lp: None,
 }
-# Other inputs with a restricted range: type -> {bottom index: domain}.
-#   unit: targets in [0, 1]; prob: probabilities along axis 1 (each item sums to 1);
-#   nonneg: a matrix of gains (H >= 0); binary: similarity labels 0 / 1.
+# Other inputs with a restricted range: type -> {bottom index, or "label" for the class fact
+# ``label_bottom``: domain}.  unit: targets in [0, 1]; prob: probabilities along axis 1 (each item
+# sums to 1); nonneg: a matrix of gains (H >= 0); binary: similarity labels 0 / 1.
 VALUE_DOMAINS = {
-    "SigmoidCrossEntropyLoss": {1: "unit"},
+    "SigmoidCrossEntropyLoss": {"label": "unit"},
     "MultinomialLogisticLoss": {0: "prob"},
     "InfogainLoss": {2: "nonneg"},
-    "ContrastiveLoss": {2: "binary"},
+    "ContrastiveLoss": {"label": "binary"},
 }
 LABELED = frozenset(t for t in CLASS_AXIS if layer_class(t).label_bottom is not None)
 
@@ -271,7 +271,8 @@ def _layer_domains(lp, bottoms) -> dict[int, tuple]:
         ignore = _ignore_label(lp)
         out[lb] = ("classes", int(classes), ignore)
     for idx, dom in VALUE_DOMAINS.get(lp.type, {}).items():
-        if idx < len(lp.bottom):
+        idx = lb if idx == "label" else idx
+        if idx is not None and idx < len(lp.bottom):
             out[idx] = (dom,)
     return out
 
