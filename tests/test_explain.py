@@ -117,6 +117,10 @@ def test_missing_values_and_python_layers_are_errors(tmp_path, seed_net):
         explain_file(str(path))
     with pytest.raises(ValueError, match="JSON"):
         parse_values(["x=[1,"])
+    with pytest.raises(ValueError, match="no values"):
+        parse_values(["x=[]"])
+    with pytest.raises(NetError, match="no values"):
+        explain_file(seed_net, values={"fc1": np.zeros((0, 2)), "label": np.zeros(0)})
     assert main(["explain", seed_net, "--set", "fc1"]) == 2
 
 

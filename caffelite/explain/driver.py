@@ -57,6 +57,8 @@ def parse_values(items) -> dict[str, np.ndarray]:
             out[name] = np.asarray(json.loads(text), dtype=np.float64)
         except (json.JSONDecodeError, ValueError) as e:
             raise ValueError("values of %s are not JSON numbers: %s" % (name, e)) from None
+        if out[name].size == 0:
+            raise ValueError("--set %s: no values (give at least one number)" % name)
     return out
 
 
@@ -369,9 +371,12 @@ def explain_param(param, *, layers: list[str] | None = None, values: dict | None
     whose files are not here can be replaced this way).  ``layers``: names; ``NAME#K`` picks the
     K-th layer of a repeated name.  ``phase``, ``stages``, ``level``: the NetState to build.
     """
-    values = dict(values or {})
+    values = {name: np.asarray(v, dtype=np.float64) for name, v in (values or {}).items()}
     shapes = dict(shapes or {})
     stages = list(stages or [])
+    empty = sorted(name for name, v in values.items() if v.size == 0)
+    if empty:
+        raise NetError("--set %s: no values (give at least one number)" % ", ".join(empty), file=source)
     prepared = _prepare(param, values, shapes, allow_python_layers, phase, stages, level)
     net = _build(prepared, phase, source)
     view = _View(net, prepared)
