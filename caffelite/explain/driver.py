@@ -179,7 +179,8 @@ class _View:
     """Net layer index <-> the user's layers (in the filtered prototxt's order), split blobs -> names."""
 
     def __init__(self, net: Net, prepared):
-        user = [lp for lp in prepared.layer if lp.name != _FEED or lp.type != "Input"]
+        fed = len(prepared.layer) and prepared.layer[0].name == _FEED  # _prepare puts its feed first
+        user = list(prepared.layer)[1 if fed else 0:]
         self.user_params = user
         self.net_index: list[int] = []  # user position -> net layer index
         k = 0
