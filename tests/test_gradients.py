@@ -73,13 +73,21 @@ def _batchnorm_without_mean(self, top, propagate_down, bottom):
     self._view(bottom[0].diff)[...] = (dy - (dy * y).mean(axis=(0, 2), keepdims=True) * y) / self.std
 
 
+def _batchnorm_sigma_multiplies(self, top, propagate_down, bottom):
+    dy = self._view(top[0].diff)
+    y = self.x_norm
+    g = dy - dy.mean(axis=(0, 2), keepdims=True) - (dy * y).mean(axis=(0, 2), keepdims=True) * y
+    self._view(bottom[0].diff)[...] = g * self.std
+
+
 @pytest.mark.parametrize("spec, backward, shape", [
     ('type: "MVN" mvn_param { normalize_variance: false }', _mvn_without_mean, (2, 3, 2, 2)),
     ('type: "MVN"', _mvn_without_mean, (2, 3, 2, 3)),
     ('type: "MVN" mvn_param { across_channels: true }', _mvn_without_mean, (2, 3, 2, 2)),
     ('type: "MVN"', _mvn_sigma_multiplies, (2, 3, 2, 3)),
     ('type: "BatchNorm"', _batchnorm_without_mean, (4, 3, 2, 2)),
-], ids=["mvn_mean_only", "mvn", "mvn_across", "mvn_sigma_multiplies", "batchnorm_train"])
+    ('type: "BatchNorm"', _batchnorm_sigma_multiplies, (4, 3, 2, 2)),
+], ids=["mvn_mean_only", "mvn", "mvn_across", "mvn_sigma_multiplies", "batchnorm_train", "batchnorm_sigma_multiplies"])
 def test_checker_rejects_a_normalising_layer_without_its_mean_term(spec, backward, shape):
     from caffelite.layer_factory import layer_class
     from caffelite.testing import GradientCheckError, make_layer
