@@ -49,8 +49,24 @@ class Layer:
     """
 
     type: str = ""
-    # Layers whose backward Caffe leaves NOT_IMPLEMENTED (Accuracy, ArgMax, Threshold, ...).
+
+    # --- facts about the type: the net, `check` and `explain` all read them here -------------------
+    # False where Caffe's Backward computes nothing: NOT_IMPLEMENTED (Accuracy, ArgMax, Threshold) or empty.
     has_backward: bool = True
+    # Caffe's Backward is empty and nothing lies below (data layers, Input): a loss_weight on a top is
+    # accepted, where on Accuracy/ArgMax/Threshold Caffe aborts in Backward (see loss_weight_aborts).
+    empty_backward: bool = False
+    is_loss: bool = False  # Caffe's LossLayer: its first top gets loss weight 1 unless the prototxt says otherwise
+    label_bottom: int | None = None  # the bottom holding labels or targets (loss layers, Accuracy)
+    default_normalization: int | None = None  # losses that read loss_param.normalization: their default mode
+    weight_param: str | None = None  # layers with learnable weights: the sub-message holding weight_filler
+    provides_data: bool = False  # a data layer: tops without bottoms, filled by the layer itself
+    reads_source: bool = False  # a data layer reading the files its source names (absent files: unknown shapes)
+
+    @classmethod
+    def loss_weight_aborts(cls) -> bool:
+        """Whether Caffe aborts (Backward NOT_IMPLEMENTED) when a top of this type carries a loss_weight."""
+        return not cls.has_backward and not cls.empty_backward
 
     def __init__(self, layer_param=None):
         param = caffe_pb2.LayerParameter()

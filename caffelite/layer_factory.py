@@ -8,17 +8,27 @@ registered itself before the first lookup.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 
 import caffelite.layers  # noqa: F401  (importing the package registers every family)
 from caffelite.errors import UnknownLayerTypeError
 from caffelite.layer import _REGISTRY, Layer
 
-__all__ = ["create_layer", "layer_class", "layer_type_list"]
+__all__ = ["create_layer", "layer_class", "layer_type_list", "layer_types_where"]
 
 
 def layer_type_list() -> list[str]:
     """Every registered Caffe layer type, sorted (pycaffe's ``caffe.layer_type_list()``)."""
     return sorted(_REGISTRY)
+
+
+def layer_types_where(fact: Callable[[type[Layer]], object]) -> frozenset[str]:
+    """The registered types whose class has a fact, e.g. ``layer_types_where(lambda c: c.is_loss)``.
+
+    The facts (``is_loss``, ``label_bottom``, ``default_normalization``, ...) are class attributes of
+    :class:`~caffelite.layer.Layer`; the net, ``check`` and ``explain`` read them from there.
+    """
+    return frozenset(name for name, cls in _REGISTRY.items() if fact(cls))
 
 
 def layer_class(type_name: str) -> type[Layer]:

@@ -1,10 +1,16 @@
 r"""Public test helpers: the numeric gradient checker every layer is tested with.
 
-Caffe: include/caffe/test/test_gradient_check_util.hpp.  Like Caffe's checker, the objective is
-:math:`E = \sum_{t} \tfrac12 \lVert y_t \rVert^2` over the checked tops, so the top diffs are the
-top data; each analytic gradient is compared with the centred difference
-:math:`(E(x + h) - E(x - h)) / 2h`, within ``threshold · max(|a|, |n|, 1)``.  Unlike Caffe, the
-layer runs in float64, so the check is about the maths, not float32 round-off.
+Caffe: include/caffe/test/test_gradient_check_util.hpp; Chainer: chainer/gradient_check.py.  The
+objective is :math:`E = \sum_t \sum r_t \cdot y_t` over the checked tops, with fixed random upstream
+weights :math:`r_t` (seeded), so the top diffs are :math:`r_t`.  A plain :math:`\tfrac12 \lVert y
+\rVert^2` would be blind to normalising layers: for :math:`y = x - \bar x` its top diff :math:`y`
+already has zero mean, so a backward that drops :math:`-\overline{\partial y}` still passes.  Each
+analytic gradient is compared with the centred difference :math:`(E(x + h) - E(x - h)) / 2h`,
+within ``threshold · max(|a|, |n|, 1)``.  Unlike Caffe, the layer runs in float64, so the check is
+about the maths, not float32 round-off.
+
+Diffs are pre-filled with noise before backward, which checks Caffe's two rules: bottom diffs are
+overwritten (``=``), parameter diffs accumulate (``+=``, the gradient is ``diff - noise``).
 """
 
 from __future__ import annotations
@@ -75,7 +81,8 @@ def check_gradient(layer, bottom: Sequence, num_top: int = 1, *, check_bottom: S
     stepsize, threshold : the centred-difference step and the relative tolerance.
     kink, kink_range : skip inputs with :math:`|x - kink| \le kink\_range` (non-smooth points,
         e.g. ReLU at 0), as Caffe's checker does.
-    seed : the random seed set before every forward, so stochastic layers are repeatable.
+    seed : the random seed set before every forward, so stochastic layers are repeatable; it also
+        draws the upstream weights and the noise the diffs start from.
 
     Returns
     -------
@@ -93,26 +100,38 @@ def check_gradient(layer, bottom: Sequence, num_top: int = 1, *, check_bottom: S
     if check_bottom is None:
         check_bottom = [i for i in range(len(bottoms)) if layer.allow_force_backward(i)]
 
+    objective_weights: list[np.ndarray] = []
+
     def objective() -> float:
         set_random_seed(seed)
         layer.run_forward(bottoms, tops)
-        return sum(0.5 * float(np.sum(tops[t].data.astype(np.float64) ** 2)) for t in tops_used)
+        return sum(float(np.sum(tops[t].data.astype(np.float64) * objective_weights[k]))
+                   for k, t in enumerate(tops_used))
 
-    # analytic gradient
-    objective()
-    for b in bottoms:  # zeroed before the tops' diffs are set: a top may view its bottom's diff
-        b.diff[...] = 0
+    # analytic gradient: top diffs = the upstream weights; every other diff starts as noise
+    set_random_seed(seed)
+    layer.run_forward(bottoms, tops)
+    rng = np.random.default_rng((seed, 0x5EED))  # a stream of its own: inputs are often drawn from `seed`
+    objective_weights.extend(rng.standard_normal(tops[t].shape) for t in tops_used)
+    for b in bottoms:
+        b.diff[...] = rng.standard_normal(b.shape)
+    noise = []
     for p in layer.blobs:
-        p.diff[...] = 0
-    for t in range(num_top):
-        tops[t].diff[...] = tops[t].data if t in tops_used else 0
+        p.diff[...] = rng.standard_normal(p.shape)
+        noise.append(p.diff.astype(np.float64))
+    for t in range(num_top):  # set last: a top may view its bottom's diff (Reshape, Flatten)
+        tops[t].diff[...] = objective_weights[tops_used.index(t)] if t in tops_used else 0
     propagate = [i in check_bottom for i in range(len(bottoms))]
     layer.param_propagate_down = [bool(check_params)] * len(layer.blobs)
     layer.run_backward(tops, propagate, bottoms)
     targets = [("bottom", i, bottoms[i]) for i in check_bottom]
     if check_params:
         targets += [("param", i, p) for i, p in enumerate(layer.blobs)]
-    analytic = {(kind, i): blob.diff.copy() for kind, i, blob in targets}
+    # bottom diffs are overwritten; parameter diffs accumulate onto what was there
+    analytic = {(kind, i): blob.diff.astype(np.float64) - (noise[i] if kind == "param" else 0)
+                for kind, i, blob in targets}
+    rule = {"bottom": "bottom diffs are overwritten (=), so the noise they started from must be gone",
+            "param": "parameter diffs accumulate (+=) onto the noise they started from"}
 
     checked, worst = 0, 0.0
     for kind, i, blob in targets:
@@ -135,7 +154,8 @@ def check_gradient(layer, bottom: Sequence, num_top: int = 1, *, check_bottom: S
             checked += 1
             if err > 1:
                 raise GradientCheckError(
-                    "%s layer '%s': gradient of %s %d at flat index %d (value %g): analytic %.8g, numeric %.8g"
-                    % (layer.layer_type(), layer.name, kind, i, j, x, computed, numeric))
+                    "%s layer '%s': gradient of %s %d at flat index %d (value %g): analytic %.8g, numeric %.8g "
+                    "(objective Σ r·y with seeded random r; %s)"
+                    % (layer.layer_type(), layer.name, kind, i, j, x, computed, numeric, rule[kind]))
     objective()  # leave the layer in its unperturbed state
     return {"checked": checked, "worst": worst}

@@ -12,6 +12,7 @@ from caffelite.checker import CODES, check_file, list_codes, net_rules
 from caffelite.cli import main
 from caffelite.errors import UnknownLayerTypeError
 from caffelite.layer import TEST, TRAIN
+from tests.fixtures import committed
 
 CORPUS = os.path.join(os.path.dirname(__file__), "corpus")
 
@@ -430,14 +431,10 @@ def test_cli_text_format_input_and_list_codes(tmp_path, capsys):
 
 # --- the corpus ----------------------------------------------------------------------------------
 def _corpus_rows():
-    manifest = os.path.join(CORPUS, "MANIFEST.tsv")
-    if not os.path.exists(manifest):
-        return []
-    with open(manifest, newline="") as f:
+    with open(committed("corpus", "MANIFEST.tsv"), newline="") as f:
         return [r for r in csv.DictReader(f, delimiter="\t") if r["bvlc_only"] == "yes"]
 
 
-@pytest.mark.skipif(not _corpus_rows(), reason="tests/corpus/ (the shared corpus copy) is not present")
 @pytest.mark.parametrize("row", _corpus_rows(), ids=lambda r: r["file"])
 def test_corpus_bvlc_nets_have_no_errors(row):
     result = check_file(os.path.join(CORPUS, row["file"]))
@@ -446,9 +443,8 @@ def test_corpus_bvlc_nets_have_no_errors(row):
     assert result.exit_status == 0
 
 
-@pytest.mark.skipif(not _corpus_rows(), reason="tests/corpus/ is not present")
 def test_corpus_nets_caffe_builds_get_caffe_shapes():
-    with open(os.path.join(CORPUS, "caffe_shapes.json")) as f:
+    with open(committed("corpus", "caffe_shapes.json")) as f:
         reference = json.load(f)
     checked = 0
     for rel, rec in reference.items():
@@ -464,12 +460,11 @@ def test_corpus_nets_caffe_builds_get_caffe_shapes():
 
 def _corpus_files():
     found = []
-    for folder, _, files in os.walk(CORPUS):
+    for folder, _, files in os.walk(committed("corpus")):
         found += [os.path.join(folder, f) for f in files if f.endswith(".prototxt")]
     return sorted(found)
 
 
-@pytest.mark.skipif(not _corpus_files(), reason="tests/corpus/ is not present")
 def test_every_corpus_file_is_checked_without_crash():
     for path in _corpus_files():  # fork nets included: errors, never a crash or an 'internal'
         result = check_file(path)
@@ -478,9 +473,7 @@ def test_every_corpus_file_is_checked_without_crash():
 
 
 def test_voc_fcn8s_normalize_false_resolves_to_batch_size():
-    path = os.path.join(CORPUS, "shelhamer__fcn.berkeleyvision.org", "voc-fcn8s", "train.prototxt")
-    if not os.path.exists(path):
-        pytest.skip("tests/corpus/ is not present")
+    path = committed("corpus", "shelhamer__fcn.berkeleyvision.org", "voc-fcn8s", "train.prototxt")
     result = check_file(path, inputs={"data": (1, 3, 500, 500), "label": (1, 1, 500, 500)})
     d = [d for d in result.diagnostics if d.code == "normalization"][0]
     assert "normalize: false resolves to BATCH_SIZE, not NONE" in d.message

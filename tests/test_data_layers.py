@@ -1,5 +1,6 @@
 """Data layers and the DataTransformer, on small data made in tmp_path, against plain NumPy."""
 
+import importlib
 import os
 import sys
 
@@ -19,9 +20,20 @@ from caffelite.errors import (
 from caffelite.proto import caffe_pb2
 from caffelite.transform import DataTransformer, read_image, resize_bilinear
 
-lmdb = pytest.importorskip("lmdb")
-h5py = pytest.importorskip("h5py")
-Image = pytest.importorskip("PIL.Image")
+
+def _optional(module: str):
+    """The module, or None.  Each test skips alone on what it needs: without lmdb, the HDF5, Image
+    and Memory tests of this file still run (a module-level importorskip would drop them all)."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        return None
+
+
+lmdb, h5py, Image = _optional("lmdb"), _optional("h5py"), _optional("PIL.Image")
+needs_lmdb = pytest.mark.skipif(lmdb is None, reason="lmdb is not installed (pip install caffelite[lmdb])")
+needs_h5py = pytest.mark.skipif(h5py is None, reason="h5py is not installed (pip install caffelite[hdf5])")
+needs_pil = pytest.mark.skipif(Image is None, reason="Pillow is not installed (pip install caffelite[image])")
 
 
 def make_net(tmp_path, text, phase=caffelite.TEST, name="net.prototxt"):
@@ -48,6 +60,7 @@ def data_layer(source="db", batch=2, transform="", backend="backend: LMDB"):
 
 
 # --- Data (LMDB) ---------------------------------------------------------------------------------
+@needs_lmdb
 def test_data_layer_centre_crop_mean_values_scale_and_wraparound(tmp_path, monkeypatch, images):
     x, y = images
     monkeypatch.chdir(tmp_path)
@@ -62,6 +75,7 @@ def test_data_layer_centre_crop_mean_values_scale_and_wraparound(tmp_path, monke
         np.testing.assert_array_equal(net.blobs["label"].data, y[batch])
 
 
+@needs_lmdb
 def test_data_layer_single_top_and_float_data(tmp_path, monkeypatch):
     x = np.random.default_rng(1).normal(size=(3, 2, 4, 4)).astype(np.float32)
     monkeypatch.chdir(tmp_path)
@@ -72,6 +86,7 @@ def test_data_layer_single_top_and_float_data(tmp_path, monkeypatch):
     np.testing.assert_allclose(net.blobs["data"].data, x * 2, rtol=1e-6)
 
 
+@needs_lmdb
 def test_mean_file_is_subtracted_at_the_uncropped_position(tmp_path, monkeypatch, images):
     x, y = images
     monkeypatch.chdir(tmp_path)
@@ -84,6 +99,7 @@ def test_mean_file_is_subtracted_at_the_uncropped_position(tmp_path, monkeypatch
     np.testing.assert_allclose(net.blobs["data"].data, expected, rtol=1e-6, atol=1e-5)
 
 
+@needs_lmdb
 def test_train_phase_random_crop_and_mirror_come_from_caffelite_rng(tmp_path, monkeypatch, images):
     x, y = images
     monkeypatch.chdir(tmp_path)
@@ -141,6 +157,7 @@ def test_transformer_errors():
         DataTransformer(caffe_pb2.TransformationParameter(mean_file="/nonexistent/mean.binaryproto"))
 
 
+@needs_lmdb
 def test_leveldb_is_refused_with_a_way_out(tmp_path, monkeypatch, images):
     monkeypatch.chdir(tmp_path)
     make_lmdb(tmp_path, *images)
@@ -150,6 +167,7 @@ def test_leveldb_is_refused_with_a_way_out(tmp_path, monkeypatch, images):
     assert "LevelDB is not supported" in msg and "convert" in msg and "backend: LMDB" in msg
 
 
+@needs_lmdb
 def test_missing_and_truncated_lmdb_name_the_file(tmp_path, monkeypatch, images):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(CaffeFileNotFoundError, match="nowhere"):
@@ -165,6 +183,7 @@ def test_missing_and_truncated_lmdb_name_the_file(tmp_path, monkeypatch, images)
     assert "cut" in str(err.value)
 
 
+@needs_lmdb
 def test_record_that_is_not_a_datum_is_a_typed_error(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     env = lmdb.open("bad", map_size=1 << 20)
@@ -241,6 +260,7 @@ def write_h5(path, data, label):
         f["label"] = label
 
 
+@needs_h5py
 def test_hdf5_data_crosses_file_boundaries(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     rng = np.random.default_rng(2)
@@ -258,6 +278,7 @@ def test_hdf5_data_crosses_file_boundaries(tmp_path, monkeypatch):
         np.testing.assert_array_equal(net.blobs["label"].data, np.array(idx, np.float32))
 
 
+@needs_h5py
 def test_hdf5_shuffle_serves_every_row_once_per_epoch(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     write_h5("a.h5", np.arange(3, dtype=np.float32), np.arange(3, dtype=np.float32))
@@ -273,6 +294,7 @@ def test_hdf5_shuffle_serves_every_row_once_per_epoch(tmp_path, monkeypatch):
     assert len(orders) > 1
 
 
+@needs_h5py
 def test_hdf5_errors_name_the_file_and_dataset(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     layer = ('layer { name: "d" type: "HDF5Data" top: "data" top: "label" hdf5_data_param { source: "%s" '
@@ -295,6 +317,7 @@ def test_hdf5_errors_name_the_file_and_dataset(tmp_path, monkeypatch):
         make_net(tmp_path, layer % ("list.txt", ""))
 
 
+@needs_h5py
 def test_hdf5_output_writes_data_and_label_as_4d(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     net = make_net(tmp_path, 'layer { name: "in" type: "Input" top: "x" top: "y" input_param { shape { dim: 2 '
@@ -337,6 +360,7 @@ def image_layer(extra="", batch=2, transform=""):
             'root_folder: "imgs/" batch_size: %d %s } transform_param { %s } }' % (batch, extra, transform))
 
 
+@needs_pil
 def test_image_data_is_bgr_and_wraps(tmp_path, image_folder):
     net = make_net(tmp_path, image_layer())
     net.forward()
@@ -348,6 +372,7 @@ def test_image_data_is_bgr_and_wraps(tmp_path, image_folder):
     np.testing.assert_array_equal(net.blobs["label"].data, [3, 1])
 
 
+@needs_pil
 def test_image_data_gray_uses_opencv_weights(tmp_path, image_folder):
     net = make_net(tmp_path, image_layer("is_color: false", batch=3))
     net.forward()
@@ -355,6 +380,7 @@ def test_image_data_gray_uses_opencv_weights(tmp_path, image_folder):
     np.testing.assert_array_equal(net.blobs["data"].data, expected)
 
 
+@needs_pil
 def test_image_data_resize_and_shuffle(tmp_path, image_folder):
     caffelite.set_random_seed(4)
     net = make_net(tmp_path, image_layer("new_height: 8 new_width: 10 shuffle: true", batch=3))
@@ -367,6 +393,7 @@ def test_image_data_resize_and_shuffle(tmp_path, image_folder):
         np.testing.assert_array_equal(net.blobs["data"].data[i], resize_bilinear(bgr, 8, 10))
 
 
+@needs_pil
 def test_image_data_errors_name_the_file(tmp_path, image_folder):
     (tmp_path / "list.txt").write_text("img 0.png 1\nimg 1.png\n")
     with pytest.raises(FileFormatError, match="line 2 of list.txt"):
@@ -412,6 +439,7 @@ def test_resize_exact_halving_is_an_area_average():
     np.testing.assert_array_equal(resize_bilinear(src, 2, 3), (blocks + 2) >> 2)
 
 
+@needs_pil
 def test_read_image_gray_png_in_colour_replicates_the_channel(tmp_path):
     gray = np.arange(12, dtype=np.uint8).reshape(3, 4) * 20
     Image.fromarray(gray).save(tmp_path / "g.png")
@@ -437,6 +465,7 @@ WINDOW = ('layer { name: "w" type: "WindowData" top: "data" top: "label" window_
           '"windows.txt" batch_size: 2 fg_fraction: 0.5 scale: 0.5 %s } transform_param { crop_size: 8 %s } }')
 
 
+@needs_pil
 def test_window_data_warps_bg_then_fg_windows(tmp_path, monkeypatch):
     bgr = window_setup(tmp_path, monkeypatch)
     net = make_net(tmp_path, WINDOW % ("bg_threshold: 0.3", "mean_value: 100"))
@@ -448,6 +477,7 @@ def test_window_data_warps_bg_then_fg_windows(tmp_path, monkeypatch):
     np.testing.assert_array_equal(net.blobs["data"].data[1], (fg - 100) * np.float32(0.5))
 
 
+@needs_pil
 def test_window_data_context_pad_leaves_zeros_outside_the_image(tmp_path, monkeypatch):
     bgr = window_setup(tmp_path, monkeypatch)
     (tmp_path / "windows.txt").write_text("# 0\nscene.png\n3\n20\n24\n2\n1 1.0 0 0 9 9\n0 0.0 10 6 21 17\n")
@@ -462,6 +492,7 @@ def test_window_data_context_pad_leaves_zeros_outside_the_image(tmp_path, monkey
     np.testing.assert_array_equal(fg, expected)
 
 
+@needs_pil
 def test_window_file_errors(tmp_path, monkeypatch):
     window_setup(tmp_path, monkeypatch)
     (tmp_path / "windows.txt").write_text("# 0\nscene.png\n3\n20\n24\n2\n1 0.9 0 0 5 5\n")
@@ -475,6 +506,7 @@ def test_window_file_errors(tmp_path, monkeypatch):
         make_net(tmp_path, WINDOW.replace("crop_size: 8", "") % ("", ""))
 
 
+@needs_lmdb
 def test_two_nets_and_the_user_can_read_one_lmdb_at_once(tmp_path, monkeypatch, images):
     """LMDB refuses a second open of a database in one process: readers open it only per read."""
     x, y = images
@@ -493,3 +525,4 @@ def test_two_nets_and_the_user_can_read_one_lmdb_at_once(tmp_path, monkeypatch, 
     train.forward()
     np.testing.assert_array_equal(train.blobs["label"].data, y[[2, 3]])
     np.testing.assert_array_equal(test.blobs["label"].data, y[[0, 1]])
+

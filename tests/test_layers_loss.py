@@ -262,3 +262,39 @@ def test_contrastive_shape_errors():
         run('type: "ContrastiveLoss"', np.ones((2, 3)), np.zeros((2, 4)), np.ones(2))
     with pytest.raises(ShapeError, match="one similarity label per pair"):
         run('type: "ContrastiveLoss"', np.ones((2, 3)), np.zeros((2, 3)), np.ones((2, 2)))
+
+
+# --- documented behaviour: Accuracy's tie rule, loss_weight in run_forward's value ---------------
+def test_accuracy_ties_count_against_the_label():
+    """Caffe counts the classes scoring >= the label's score, the label included: a tie is a miss at top_k 1."""
+    scores = np.array([[0.5, 0.5, 0.1],   # label 0 tied with class 1: 2 classes >= it
+                       [0.2, 0.7, 0.7],   # label 2 tied with class 1
+                       [0.9, 0.3, 0.3]])  # label 0 alone at the top
+    labels = np.array([0.0, 2.0, 0.0])
+    _, _, top = run('type: "Accuracy"', scores, labels, num_top=2)
+    assert float(top[0].data) == pytest.approx(1 / 3)
+    np.testing.assert_allclose(top[1].data, [0.5, 0.0, 0.0])  # per class: class 0 one of two, class 2 none
+    _, _, top = run('type: "Accuracy" accuracy_param { top_k: 2 }', scores, labels)
+    assert float(top[0].data) == 1.0
+    _, _, top = run('type: "Accuracy" accuracy_param { top_k: 2 }', [[0.4, 0.4, 0.4]], [2.0])
+    assert float(top[0].data) == 0.0  # three-way tie: 3 classes >= the label's score, more than top_k
+
+
+@pytest.mark.parametrize("spec, arrays", [
+    ('type: "SoftmaxWithLoss"', ([[1.0, 2.0, 0.5], [0.0, -1.0, 3.0]], [1.0, 2.0])),
+    ('type: "EuclideanLoss"', ([[1.0, 2.0], [0.5, 0.0]], [[0.0, 1.0], [1.0, 1.0]])),
+    ('type: "SigmoidCrossEntropyLoss"', ([[1.0, -2.0], [0.5, 0.0]], [[1.0, 0.0], [0.0, 1.0]])),
+    ('type: "HingeLoss"', ([[1.0, 2.0, 0.5], [0.0, -1.0, 3.0]], [1.0, 2.0])),
+])
+@pytest.mark.parametrize("weight", [1.0, 2.5, 0.0, -0.5])
+def test_run_forward_returns_the_loss_times_loss_weight(spec, arrays, weight):
+    """Caffe's Layer::Forward returns Σ top · loss_weight; the top itself keeps the unweighted loss."""
+    layer = make_layer('%s loss_weight: %g' % (spec, weight))
+    bottom = [Blob(data=np.asarray(a, dtype=np.float64), dtype=np.float64) for a in arrays]
+    top = [Blob(dtype=np.float64)]
+    layer.run_setup(bottom, top)
+    value = layer.run_forward(bottom, top)
+    unweighted = float(top[0].data)
+    _, _, plain = run(spec, *arrays)
+    assert unweighted == pytest.approx(float(plain[0].data)) and unweighted != 0
+    assert value == pytest.approx(weight * unweighted)

@@ -10,15 +10,13 @@ from caffelite.net_spec import layers as L
 from caffelite.net_spec import params as P
 from caffelite.proto import caffe_pb2
 from caffelite.upgrade import read_net_param
+from tests.fixtures import committed
 
 CORPUS = os.path.join(os.path.dirname(__file__), "corpus", "BVLC__caffe", "examples")
 
 
 def corpus_net(rel):
-    path = os.path.join(CORPUS, rel)
-    if not os.path.exists(path):
-        pytest.skip("tests/corpus not present (%s)" % rel)
-    return read_net_param(path)
+    return read_net_param(committed("corpus", "BVLC__caffe", "examples", *rel.split("/")))
 
 
 def learned():

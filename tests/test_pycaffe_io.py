@@ -10,12 +10,9 @@ import pytest
 from caffelite.errors import CaffeFileNotFoundError, NetError, ShapeError, UnsupportedError
 from caffelite.proto import caffe_pb2
 from caffelite.pycaffe import io as cio
+from tests.fixtures import HERE, committed
 
-# the project's copy of the golden case when present, else the shared one (skipped when neither is)
-_HERE = os.path.dirname(os.path.abspath(__file__))
-GOLDEN = next((p for p in (os.path.join(_HERE, "golden", "layers", "data_lmdb_mean_file"),
-                           os.path.join(_HERE, "..", "..", "shared", "golden", "layers", "data_lmdb_mean_file"))
-               if os.path.isdir(p)), "")
+GOLDEN = os.path.join(HERE, "golden", "layers", "data_lmdb_mean_file")  # committed: missing fails, never skips
 
 
 # --- BlobProto ---------------------------------------------------------------------------------
@@ -72,9 +69,7 @@ def test_blobprotovector_round_trip():
 
 
 def test_mean_binaryproto_written_by_caffe():
-    path = os.path.join(GOLDEN, "mean.binaryproto")
-    if not os.path.exists(path):
-        pytest.skip("golden data_lmdb_mean_file case not available")
+    path = committed("golden", "layers", "data_lmdb_mean_file", "mean.binaryproto")
     from caffelite.protoio import read_blob_proto
 
     with open(path, "rb") as f:
@@ -89,8 +84,7 @@ def test_mean_binaryproto_written_by_caffe():
 def test_datums_and_mean_written_by_caffe_reproduce_the_data_layer():
     """Datums from Caffe's LMDB minus Caffe's mean file, scaled: the Data layer's output in Caffe."""
     lmdb = pytest.importorskip("lmdb")
-    if not os.path.isdir(os.path.join(GOLDEN, "db")):
-        pytest.skip("golden data_lmdb_mean_file case not available")
+    committed("golden", "layers", "data_lmdb_mean_file", "db", "data.mdb")
     with open(os.path.join(GOLDEN, "mean.binaryproto"), "rb") as f:
         mean = cio.blobproto_to_array(caffe_pb2.BlobProto.FromString(f.read()))[0]
     env = lmdb.open(os.path.join(GOLDEN, "db"), readonly=True, lock=False)

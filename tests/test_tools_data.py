@@ -1,5 +1,6 @@
 """Smoke tests of the dataset tools through the CLI: convert-imageset, compute-image-mean, plot-log."""
 
+import importlib
 import os
 import sys
 
@@ -12,8 +13,18 @@ from caffelite.proto import caffe_pb2
 from caffelite.protoio import read_blob_proto
 from caffelite.tools.plot_log import parse_log
 
-lmdb = pytest.importorskip("lmdb")
-Image = pytest.importorskip("PIL.Image")
+
+def _optional(module: str):
+    """The module, or None: each test skips alone on what it needs (plot-log needs neither lmdb nor Pillow)."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        return None
+
+
+lmdb, Image = _optional("lmdb"), _optional("PIL.Image")
+needs_lmdb = pytest.mark.skipif(lmdb is None, reason="lmdb is not installed (pip install caffelite[lmdb])")
+needs_pil = pytest.mark.skipif(Image is None, reason="Pillow is not installed (pip install caffelite[image])")
 
 
 def read_datums(db):
@@ -45,6 +56,8 @@ def picture_set(tmp_path):
     return rgbs
 
 
+@needs_lmdb
+@needs_pil
 def test_convert_list_file_keys_labels_and_bgr_pixels(tmp_path, picture_set):
     db = tmp_path / "db"
     assert main(["convert-imageset", str(tmp_path / "pics") + "/", str(tmp_path / "list.txt"), str(db)]) == 0
@@ -57,6 +70,8 @@ def test_convert_list_file_keys_labels_and_bgr_pixels(tmp_path, picture_set):
         np.testing.assert_array_equal(pixels, rgb[..., ::-1].transpose(2, 0, 1))
 
 
+@needs_lmdb
+@needs_pil
 def test_convert_class_folders_gray_resize(tmp_path, picture_set):
     db = tmp_path / "db"
     assert main(["convert-imageset", "--gray", "--resize_height", "3", "--resize_width", "4",
@@ -66,6 +81,8 @@ def test_convert_class_folders_gray_resize(tmp_path, picture_set):
     assert all((d.channels, d.height, d.width) == (1, 3, 4) for _, d in records)
 
 
+@needs_lmdb
+@needs_pil
 def test_convert_encoded_decodes_to_the_same_batch(tmp_path, monkeypatch, picture_set):
     monkeypatch.chdir(tmp_path)
     assert main(["convert-imageset", "pics/", "list.txt", "raw"]) == 0
@@ -82,6 +99,7 @@ def test_convert_encoded_decodes_to_the_same_batch(tmp_path, monkeypatch, pictur
     np.testing.assert_array_equal(outs[0], outs[1])
 
 
+@needs_lmdb
 def test_convert_npz_shuffle_keeps_every_record(tmp_path):
     images = np.arange(10 * 4, dtype=np.uint8).reshape(10, 2, 2)
     np.savez(tmp_path / "d.npz", images=images, labels=np.arange(10))
@@ -93,6 +111,7 @@ def test_convert_npz_shuffle_keeps_every_record(tmp_path):
         np.testing.assert_array_equal(np.frombuffer(d.data, np.uint8).reshape(2, 2), images[d.label])
 
 
+@needs_lmdb
 def test_convert_errors(tmp_path, capsys):
     assert main(["convert-imageset", str(tmp_path / "none.npz"), str(tmp_path / "db")]) == 1
     assert "none.npz does not exist" in capsys.readouterr().err
@@ -104,6 +123,7 @@ def test_convert_errors(tmp_path, capsys):
     assert "leveldb is not supported" in capsys.readouterr().err
 
 
+@needs_lmdb
 def test_compute_image_mean_writes_a_legacy_4d_blob(tmp_path, capsys):
     images = np.random.default_rng(0).integers(0, 256, size=(4, 3, 2, 5)).astype(np.uint8)
     np.savez(tmp_path / "d.npz", images=images, labels=np.zeros(4))
@@ -162,6 +182,7 @@ def test_plot_log_errors(tmp_path, monkeypatch, capsys):
     assert "pip install caffelite[plot]" in capsys.readouterr().err
 
 
+@needs_lmdb
 def test_digits_example_trains_from_lmdbs_it_converts(tmp_path, capsys):
     """examples/digits/train.py end to end, shortened: convert, train with Data layers, plot."""
     import runpy

@@ -21,6 +21,7 @@ from caffelite.layer_factory import layer_type_list
 from caffelite.net import filter_net, insert_splits
 from caffelite.proto import caffe_pb2
 from caffelite.protoio import parse_text, read_text_proto, write_binary_proto
+from tests.fixtures import committed
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CORPUS = os.path.join(HERE, "corpus")
@@ -190,9 +191,9 @@ def test_fork_parse_failures_and_parses_are_as_listed():
     assert len(unparsed) == 10 and len(FORK_ROWS) - len(unparsed) == 2
 
 
-@pytest.mark.skipif(not os.path.isdir(GOLDEN_V1), reason="golden cases not copied")
 def test_golden_v1_net_upgrades_to_what_caffe_wrote_back():
     """net_legacy_v1's weights.caffemodel is Caffe's Net::ToProto of its own upgrade of the net."""
+    committed("golden", "layers", "net_legacy_v1", "weights.caffemodel")
     param = read_text_proto(os.path.join(GOLDEN_V1, "net.prototxt"), caffe_pb2.NetParameter())
     assert U.upgrade_net_as_needed(param, "net.prototxt")
     caffe = caffe_pb2.NetParameter()

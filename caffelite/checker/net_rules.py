@@ -20,7 +20,7 @@ from caffelite.errors import (
     ShapeError,
     UnsupportedError,
 )
-from caffelite.layer_factory import layer_class, layer_type_list
+from caffelite.layer_factory import layer_class, layer_type_list, layer_types_where
 from caffelite.layers.loss import get_normalizer, resolved_normalization
 from caffelite.net_passes import (
     INCLUDE_AND_EXCLUDE,
@@ -44,16 +44,15 @@ HDF5Output HingeLoss Im2col ImageData InfogainLoss InnerProduct Input LRN LSTM L
 MemoryData MultinomialLogisticLoss PReLU Parameter Pooling Power Python RNN ReLU Reduction Reshape SPP
 Scale Sigmoid SigmoidCrossEntropyLoss Silence Slice Softmax SoftmaxWithLoss Split Swish TanH Threshold
 Tile WindowData""".split())
-LOSS_TYPES = frozenset("""ContrastiveLoss EuclideanLoss HingeLoss InfogainLoss MultinomialLogisticLoss
-SigmoidCrossEntropyLoss SoftmaxWithLoss""".split())
-NORMALIZED_LOSSES = {"SoftmaxWithLoss": caffe_pb2.LossParameter.VALID,
-                     "InfogainLoss": caffe_pb2.LossParameter.VALID,
-                     "SigmoidCrossEntropyLoss": caffe_pb2.LossParameter.BATCH_SIZE}
-LABELED_TYPES = LOSS_TYPES | {"Accuracy"}
-NO_BACKWARD = frozenset("""Accuracy ArgMax Threshold Data ImageData HDF5Data HDF5Output WindowData
-MemoryData Input DummyData""".split())
-FILE_DATA_TYPES = frozenset("Data ImageData HDF5Data WindowData".split())
-WEIGHTED_TYPES = frozenset("Convolution Deconvolution InnerProduct Embed RNN LSTM".split())
+# Layer facts, derived from the layer classes (caffelite.layer.Layer documents each one).
+LOSS_TYPES = layer_types_where(lambda c: c.is_loss)
+NORMALIZED_LOSSES = {t: layer_class(t).default_normalization
+                     for t in layer_types_where(lambda c: c.default_normalization is not None)}
+LABELED_TYPES = layer_types_where(lambda c: c.label_bottom is not None)
+NO_BACKWARD = layer_types_where(lambda c: c.loss_weight_aborts())  # a loss_weight on their tops aborts Caffe
+FILE_DATA_TYPES = layer_types_where(lambda c: c.reads_source)
+DATA_TYPES = layer_types_where(lambda c: c.provides_data)
+WEIGHTED_TYPES = layer_types_where(lambda c: c.weight_param is not None)
 LARGE_SPATIAL = 1000  # positions per image above which an unnormalized loss is flagged
 
 SOFTMAX_REWRITE = ('layer {{ name: "{name}" type: "SoftmaxWithLoss" bottom: "{score}" bottom: "{label}"\n'
@@ -90,7 +89,7 @@ class NetChecker(Reporter):
         del state.stage[:]
         state.stage.extend(stages)
         self.net_has_inputs = bool(len(param.input)) or any(lp.type == "Input" for lp in param.layer)
-        self.net_has_data = any(lp.type in FILE_DATA_TYPES | {"Python", "MemoryData", "DummyData"}
+        self.net_has_data = any(lp.type in DATA_TYPES | {"Python"}
                                 and not len(lp.bottom) for lp in param.layer)
         self.labels_ignored: list[tuple[str, int | None, str]] = []  # (label blob, ignore, loss name)
         self.accuracies: list[tuple[int, str, int | None]] = []
@@ -216,7 +215,7 @@ class NetChecker(Reporter):
             self.report("loss-weight-count", "loss_weight must be unspecified or specified once per top blob. "
                         "(%d weight(s), %d top(s))" % (len(lp.loss_weight), n_top), self.at(k, "loss_weight"),
                         name)
-        no_backward = ltype in NO_BACKWARD or (cls is not None and not cls.has_backward)
+        no_backward = cls is not None and cls.loss_weight_aborts()
         for j, w in enumerate(lp.loss_weight):
             if w and no_backward:
                 self.report("loss-weight-no-backward", "loss_weight %g on %s layer '%s', which has no gradient: "
@@ -231,9 +230,7 @@ class NetChecker(Reporter):
                                 "omit the param blocks." % (j, spec.lr_mult), self.at(k, "param[%d].lr_mult" % j),
                                 name)
         if ltype in WEIGHTED_TYPES and self.trainable_net:
-            sub = {"Convolution": "convolution_param", "Deconvolution": "convolution_param",
-                   "InnerProduct": "inner_product_param", "Embed": "embed_param",
-                   "RNN": "recurrent_param", "LSTM": "recurrent_param"}[ltype]
+            sub = layer_class(ltype).weight_param
             frozen = len(lp.param) > 0 and all(s.HasField("lr_mult") and s.lr_mult == 0 for s in lp.param[:1])
             if not getattr(lp, sub).HasField("weight_filler") and not frozen:
                 self.report("missing-weight-filler", "%s layer '%s' has no weight_filler: its weights start "

@@ -13,6 +13,13 @@ position:
 with the seed article's example: scores [1.2, 0.8] → [0, −0.4] → p = [0.5987, 0.4013];
 label 1 → loss 0.9130.  ``lang="zh"`` prints the trace in Chinese.
 
+SigmoidCrossEntropyLoss, EuclideanLoss (both bottoms' gradients), HingeLoss (L1/L2),
+ContrastiveLoss, MultinomialLogisticLoss and InfogainLoss have tracers of their own; any other loss
+(a Python layer with a ``loss_weight``, say) is shown as its forward value and gradients.  Each
+recomputed loss and gradient is compared with the layer's own, and a difference is marked.  The
+net is built for a NetState (``phase``, ``stages``, ``level``); layers are shown by the names in
+the prototxt (never explain's feed layer or Caffe's split blobs), and repeated names by position.
+
 Modules: :mod:`~caffelite.explain.driver` (the net, its inputs, the run),
 :mod:`~caffelite.explain.tracers` (one per loss layer type) and :mod:`~caffelite.explain.messages`
 (the words, per language).
@@ -24,8 +31,12 @@ from caffelite.explain.tracers import (  # noqa: F401
     MAX_POSITIONS,
     TRACERS,
     trace_accuracy,
+    trace_contrastive,
     trace_euclidean,
     trace_generic,
+    trace_hinge,
+    trace_infogain,
+    trace_multinomial_logistic,
     trace_sigmoid_ce,
     trace_softmax_loss,
 )

@@ -21,6 +21,8 @@ class DataLayerBase(Layer):
     """Caffe's BaseDataLayer: no bottoms, top 0 the data, optional top 1 the labels."""
 
     has_backward = False
+    empty_backward = True
+    provides_data = True
     exact_bottoms = 0
     min_tops = 1
     max_tops = 2

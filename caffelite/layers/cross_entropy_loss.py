@@ -50,12 +50,13 @@ class SigmoidCrossEntropyLossLayer(LossLayer):
     """
 
     type = "SigmoidCrossEntropyLoss"
+    default_normalization = _Norm.BATCH_SIZE
 
     def setup(self, bottom, top):
         super().setup(bottom, top)
         lp = self.layer_param.loss_param
         self.ignore_label = lp.ignore_label if lp.HasField("ignore_label") else None
-        self.normalization = resolved_normalization(lp, default=_Norm.BATCH_SIZE)
+        self.normalization = resolved_normalization(lp, self.default_normalization)
 
     def reshape(self, bottom, top):
         super().reshape(bottom, top)
@@ -116,6 +117,7 @@ class InfogainLossLayer(LossLayer):
     """
 
     type = "InfogainLoss"
+    default_normalization = _Norm.VALID
     exact_bottoms = -1
     min_bottoms = 2
     max_bottoms = 3

@@ -29,6 +29,7 @@ class HDF5DataLayer(DataLayerBase):
     """
 
     type = "HDF5Data"
+    reads_source = True
     max_tops = -1
 
     def setup(self, bottom, top):
@@ -123,6 +124,7 @@ class HDF5OutputLayer(Layer):
 
     type = "HDF5Output"
     has_backward = False
+    empty_backward = True
     exact_bottoms = 2
     exact_tops = 0
 

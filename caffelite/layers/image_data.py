@@ -46,6 +46,7 @@ class ImageDataLayer(DataLayerBase):
     """
 
     type = "ImageData"
+    reads_source = True
 
     def setup(self, bottom, top):
         p = self.layer_param.image_data_param

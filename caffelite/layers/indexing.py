@@ -189,6 +189,7 @@ class EmbedLayer(_IndexInputLayer):
     """
 
     type = "Embed"
+    weight_param = "embed_param"
     exact_bottoms = 1
     exact_tops = 1
 

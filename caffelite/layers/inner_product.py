@@ -30,6 +30,7 @@ class InnerProductLayer(Layer):
     """
 
     type = "InnerProduct"
+    weight_param = "inner_product_param"
     exact_bottoms = 1
     exact_tops = 1
 

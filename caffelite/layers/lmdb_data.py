@@ -98,6 +98,7 @@ class DataLayer(DataLayerBase):
     """
 
     type = "Data"
+    reads_source = True
 
     def setup(self, bottom, top):
         p = self.layer_param.data_param

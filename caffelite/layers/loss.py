@@ -25,6 +25,8 @@ class LossLayer(Layer):
     a gradient to the label (bottom 1).
     """
 
+    is_loss = True
+    label_bottom = 1
     exact_bottoms = 2
     exact_tops = 1
     auto_tops = True
@@ -156,6 +158,7 @@ class SoftmaxWithLossLayer(LossLayer):
     """
 
     type = "SoftmaxWithLoss"
+    default_normalization = _Norm.VALID
     exact_tops = -1
     min_tops = 1
     max_tops = 2
@@ -172,7 +175,7 @@ class SoftmaxWithLossLayer(LossLayer):
                                  "must be 0, got %g" % weights[1], field="loss_weight")
         lp = self.layer_param.loss_param
         self.ignore_label = lp.ignore_label if lp.HasField("ignore_label") else None
-        self.normalization = resolved_normalization(lp)
+        self.normalization = resolved_normalization(lp, self.default_normalization)
         self.prob = Blob()
 
     def reshape(self, bottom, top):
@@ -323,6 +326,7 @@ class AccuracyLayer(Layer):
 
     type = "Accuracy"
     has_backward = False
+    label_bottom = 1
     exact_bottoms = 2
     min_tops = 1
     max_tops = 2

@@ -95,6 +95,7 @@ class ContrastiveLossLayer(LossLayer):
 
     type = "ContrastiveLoss"
     exact_bottoms = 3
+    label_bottom = 2  # the similarity labels (bottoms 0 and 1 are the pair's features)
 
     def allow_force_backward(self, bottom_index):
         return bottom_index != 2

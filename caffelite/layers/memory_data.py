@@ -23,6 +23,7 @@ class InputLayer(Layer):
     """
 
     type = "Input"
+    empty_backward = True
     exact_bottoms = 0
     min_tops = 1
 
@@ -54,6 +55,8 @@ class DummyDataLayer(Layer):
     """
 
     type = "DummyData"
+    empty_backward = True
+    provides_data = True
     exact_bottoms = 0
     min_tops = 1
 

@@ -64,6 +64,7 @@ class RecurrentLayer(Layer):
     """
 
     num_states = 1
+    weight_param = "recurrent_param"
 
     def _expose(self) -> bool:
         return self.layer_param.recurrent_param.expose_hidden

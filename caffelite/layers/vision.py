@@ -207,6 +207,7 @@ class ConvolutionLayer(_BaseConvolution):
     """
 
     type = "Convolution"
+    weight_param = "convolution_param"
 
     def reshape(self, bottom, top):
         super().reshape(bottom, top)
@@ -369,6 +370,7 @@ class DeconvolutionLayer(_BaseConvolution):
     """
 
     type = "Deconvolution"
+    weight_param = "convolution_param"
     reverse = True
 
     def reshape(self, bottom, top):

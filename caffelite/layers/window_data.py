@@ -88,6 +88,7 @@ class WindowDataLayer(DataLayerBase):
     """
 
     type = "WindowData"
+    reads_source = True
     exact_tops = 2
 
     def setup(self, bottom, top):
