@@ -41,6 +41,7 @@ from caffelite.net_passes import (
 from caffelite.net_pycaffe import PycaffeNet
 from caffelite.proto import caffe_pb2
 from caffelite.protoio import blob_to_proto, copy_weights, write_binary_proto
+from caffelite.suggest import locate_error
 from caffelite.upgrade import read_net_param, read_net_param_binary
 
 __all__ = ["Net", "filter_net", "insert_splits", "state_meets_rule", "TRAIN", "TEST"]
@@ -82,7 +83,11 @@ class Net(PycaffeNet):
             param.state.stage.extend(stages)
         if level:
             param.state.level = int(level)
-        self._init(param)
+        try:
+            self._init(param)
+        except CaffeliteError as e:
+            locate_error(e)  # the layer's line and column in the prototxt, as check gives them
+            raise
         if weights:
             self.copy_from(weights)
 

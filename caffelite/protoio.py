@@ -20,6 +20,7 @@ from google.protobuf import text_format
 from caffelite.blob import Blob, check_shape
 from caffelite.errors import CaffeFileNotFoundError, FileFormatError, ProtoError, WeightsError
 from caffelite.proto import caffe_pb2
+from caffelite.suggest import parse_error_hint
 
 
 def read_bytes(path: str, what: str) -> bytes:
@@ -50,6 +51,7 @@ def parse_text(text: str, message, source: str = "<string>"):
         if msg.startswith(prefix):
             msg = msg[len(prefix):]
         msg = msg.replace('"caffelite.', '"caffe.')  # our package name is not part of the format
+        msg += parse_error_hint(msg)
         raise ProtoError("cannot parse %s: %s" % (type(message).__name__, msg),
                          file=source, line=line, column=column) from None
     except (ValueError, TypeError) as e:  # e.g. out-of-range numbers protobuf reports otherwise

@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+from caffelite.suggest import FORK_FIELDS  # noqa: F401  (importable from here, as before)
+
 __all__ = ["ERROR", "WARNING", "NOTE", "CODES", "FORK_FIELDS", "list_codes"]
 
 ERROR, WARNING, NOTE = "error", "warning", "note"
@@ -93,21 +95,6 @@ CODES: dict[str, tuple[str, str]] = {
                                "with 'multistep', gamma unset for 'step', momentum with AdaGrad, ...); the "
                                "message says what Caffe does with them. Severity error where Caffe aborts."),
 }
-
-# fields of Caffe forks, with what BVLC Caffe offers instead
-FORK_FIELDS = {
-    "ceil_mode": "ceil_mode is a field of Caffe forks (SSD, MobileNet-Caffe, ...). BVLC Caffe spells it "
-                 "pooling_param { round_mode: FLOOR } for ceil_mode: false; ceil_mode: true is BVLC's default "
-                 "(round_mode: CEIL), so delete it",
-    "eval_type": "eval_type is a solver field of the SSD fork (detection evaluation); BVLC Caffe has none",
-    "ap_version": "ap_version is a solver field of the SSD fork; BVLC Caffe has none",
-    "show_per_class_ap": "show_per_class_ap is a solver field of the SSD fork; BVLC Caffe has none",
-    "bn_param": "bn_param belongs to the BN layer of forks (TSN, ...); BVLC Caffe uses BatchNorm followed "
-                "by Scale (bias_term: true)",
-    "scale_filler": "scale_filler is a BatchNorm field of forks; in BVLC Caffe the scale lives in a "
-                    "separate Scale layer (scale_param { filler })",
-}
-
 
 def list_codes() -> str:
     """Every diagnostic code with its severity and the Caffe behaviour behind it."""

@@ -33,6 +33,7 @@ from caffelite.net_passes import (
 )
 from caffelite.proto import caffe_pb2
 from caffelite.shape_inference import ShapeInference
+from caffelite.suggest import fork_layer_hint
 
 __all__ = ["NetChecker", "BVLC_TYPES", "LOSS_TYPES", "NORMALIZED_LOSSES", "LABELED_TYPES", "NO_BACKWARD",
            "FILE_DATA_TYPES", "WEIGHTED_TYPES", "LARGE_SPATIAL", "SOFTMAX_REWRITE"]
@@ -80,14 +81,19 @@ class NetChecker(Reporter):
         self.trainable_net = False
 
     # --- per-NetState analysis ---------------------------------------------------------
-    def analyse(self, param, phase: int, stages: tuple[str, ...], label: str) -> None:
-        """Filter the net for (phase, stages) as Caffe's FilterNet does, then walk its layers."""
+    def analyse(self, param, phase: int, stages: tuple[str, ...], label: str, state=None) -> None:
+        """Filter the net for (phase, stages) as Caffe's FilterNet does, then walk its layers.
+
+        ``state``: the whole NetState (a solver's, with level) instead of (phase, stages).
+        """
         self.phase_name = label
-        state = caffe_pb2.NetState()
-        state.CopyFrom(param.state)
-        state.phase = phase
-        del state.stage[:]
-        state.stage.extend(stages)
+        if state is None:
+            state = caffe_pb2.NetState()
+            state.CopyFrom(param.state)
+            state.phase = phase
+            del state.stage[:]
+            state.stage.extend(stages)
+        phase = state.phase
         self.net_has_inputs = bool(len(param.input)) or any(lp.type == "Input" for lp in param.layer)
         self.net_has_data = any(lp.type in DATA_TYPES | {"Python"}
                                 and not len(lp.bottom) for lp in param.layer)
@@ -161,6 +167,10 @@ class NetChecker(Reporter):
             self.report("unimplemented-layer", "%s is a BVLC Caffe layer that caffelite does not implement "
                         "yet; shapes after layer '%s' are unknown." % (ltype, lp.name), self.at(k, "type"),
                         lp.name)
+        elif fork_layer_hint(ltype):
+            self.report("unknown-layer-type", "Unknown layer type: %s. %s" % (ltype, fork_layer_hint(ltype)),
+                        self.at(k, "type"), lp.name,
+                        hint="BVLC Caffe (and caffelite) cannot build this net; a Caffe built from that fork can.")
         else:
             self.report("unknown-layer-type", "Unknown layer type: %s.%s" % (
                 ltype, did_you_mean(ltype, BVLC_TYPES | set(layer_type_list()))), self.at(k, "type"),

@@ -8,11 +8,11 @@ collects diagnostics while a check runs, locating each in the prototxt through
 
 from __future__ import annotations
 
-import difflib
 import json
 from dataclasses import dataclass, field
 
-from caffelite.checker.codes import CODES, ERROR, FORK_FIELDS, NOTE, WARNING
+from caffelite.checker.codes import CODES, ERROR, NOTE, WARNING
+from caffelite.suggest import FORK_FIELDS, did_you_mean
 from caffelite.textloc import Field, Message, find, parse_locations
 
 __all__ = ["Diagnostic", "CheckResult", "Reporter", "did_you_mean", "error_text", "error_field"]
@@ -85,15 +85,6 @@ class CheckResult:
         return json.dumps({"file": self.file, "exit_status": self.exit_status,
                            "diagnostics": [d.to_dict() for d in self.diagnostics],
                            "shapes": self.shapes}, indent=2)
-
-
-def did_you_mean(name: str, candidates) -> str:
-    candidates = sorted(set(candidates))
-    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
-    if not close:
-        lowered = {c.lower(): c for c in candidates}
-        close = [lowered[name.lower()]] if name.lower() in lowered else []
-    return " Did you mean '%s'?" % close[0] if close else ""
 
 
 def error_text(e: Exception) -> str:

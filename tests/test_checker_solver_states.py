@@ -1,0 +1,90 @@
+"""``caffelite check`` with a solver: the nets in exactly the states the solver builds, each diagnostic once."""
+
+import os
+import shutil
+
+from caffelite.checker import check_file
+from caffelite.cli import main
+
+CORPUS = os.path.join(os.path.dirname(__file__), "corpus")
+BVLC = os.path.join(CORPUS, "BVLC__caffe")
+
+# Two test nets told apart by stage, as BVLC's lenet_consolidated_solver.prototxt does.
+STAGED_NET = """
+layer { name: "d" type: "Input" top: "data" top: "label" input_param { shape { dim: 4 dim: 3 } shape { dim: 4 } }
+  include { phase: TRAIN } }
+layer { name: "d" type: "Input" top: "data" top: "label" input_param { shape { dim: 2 dim: 3 } shape { dim: 2 } }
+  include { phase: TEST stage: "on-test" } }
+layer { name: "d" type: "Input" top: "data" top: "label" input_param { shape { dim: 5 dim: 3 } shape { dim: 5 } }
+  include { phase: TEST stage: "on-train" } }
+layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip"
+  inner_product_param { num_output: 2 weight_filler { type: "xavier" } } }
+layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "loss" }
+"""
+
+STAGED_SOLVER = """net: "%s"
+test_iter: 1
+test_state { stage: "on-test" }
+test_iter: 1
+test_state { stage: "on-train" }
+test_interval: 10
+base_lr: 0.01
+lr_policy: "fixed"
+"""
+
+
+def test_lenet_consolidated_solver_has_no_false_unknown_bottom():
+    path = os.path.join(BVLC, "examples", "mnist", "lenet_consolidated_solver.prototxt")
+    result = check_file(path)
+    assert "unknown-bottom" not in result.codes(), result.format_text()
+    assert not [d for d in result.diagnostics if d.severity != "note"], result.format_text()
+    # the TRAIN net is not built with the test stages
+    assert not any("TRAIN stage=" in p for d in result.diagnostics for p in d.phases), result.format_text()
+
+
+def test_net_checked_in_each_test_state_of_its_solver(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "net.prototxt").write_text(STAGED_NET)
+    (tmp_path / "solver.prototxt").write_text(STAGED_SOLVER % "net.prototxt")
+    alone = check_file("net.prototxt")
+    assert "unknown-bottom" in alone.codes()  # without the solver, the stage-less TEST net is checked too
+    result = check_file("net.prototxt", solver="solver.prototxt")
+    assert "unknown-bottom" not in result.codes(), result.format_text()
+    assert set(result.shapes) == {"TRAIN", "TEST net #0 stage=on-test", "TEST net #1 stage=on-train"}
+    assert result.shapes["TEST net #1 stage=on-train"]["data"] == [5, 3]
+    assert result.exit_status == 0
+
+
+def test_an_error_in_one_solver_state_stays_an_error(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "net.prototxt").write_text(STAGED_NET.replace('stage: "on-train"', 'stage: "other"'))
+    (tmp_path / "solver.prototxt").write_text(STAGED_SOLVER % "net.prototxt")
+    result = check_file("net.prototxt", solver="solver.prototxt")
+    bottoms = [d for d in result.diagnostics if d.code == "unknown-bottom"]
+    assert bottoms and all(d.severity == "error" for d in bottoms), result.format_text()
+    assert bottoms[0].phases == ["TEST net #1 stage=on-train"]
+    assert result.exit_status == 1
+
+
+def test_solver_naming_the_same_net_prints_each_diagnostic_once(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    net = STAGED_NET.replace(' weight_filler { type: "xavier" }', "")  # one warning to count
+    (tmp_path / "net.prototxt").write_text(net)
+    (tmp_path / "solver.prototxt").write_text(STAGED_SOLVER % "net.prototxt")
+    result = check_file("net.prototxt", solver="solver.prototxt")
+    keys = [(d.file, d.line, d.column, d.code, d.message) for d in result.diagnostics]
+    assert len(keys) == len(set(keys)), result.format_text()
+    assert result.codes().count("missing-weight-filler") == 1
+    assert main(["check", "net.prototxt", "--solver", "solver.prototxt"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("[missing-weight-filler]") == 1, out
+
+
+def test_bvlc_solver_and_its_train_test_net(tmp_path, monkeypatch):
+    root = tmp_path / "caffe"
+    shutil.copytree(os.path.join(BVLC, "examples", "mnist"), root / "examples" / "mnist")
+    monkeypatch.chdir(root)  # Caffe resolves the solver's net path against the working directory
+    result = check_file("examples/mnist/lenet_train_test.prototxt", solver="examples/mnist/lenet_solver.prototxt")
+    keys = [(d.file, d.line, d.column, d.code, d.message) for d in result.diagnostics]
+    assert len(keys) == len(set(keys)), result.format_text()
+    assert not [d for d in result.diagnostics if d.severity != "note"], result.format_text()
