@@ -84,22 +84,40 @@ def _looks_like_solver(text: str) -> bool:
 def check_text(text: str, source: str = "<string>", *, inputs: dict | None = None,
                phases: list[int] | None = None, stages: list[str] | None = None,
                allow_python_layers: bool = False, solver_base_lr: float | None = None,
-               solver_states: list | None = None) -> CheckResult:
+               solver_states: list | None = None, weights: dict | None = None,
+               ignore: list[str] | None = None) -> CheckResult:
     """Check prototxt text (a net, or a solver when it looks like one).
 
-    ``solver_states``: the (label, phase, NetState) a solver builds this net in (:func:`solver_net_states`);
+    ``solver_states``: the (phase, NetState, test net) a solver builds this net in (:func:`solver_net_states`);
     without it the net is checked in TRAIN and TEST, with and without each stage its rules mention.
+    ``weights``: layer name -> LayerParameter of a .caffemodel (:func:`read_weights`); ``ignore``: codes
+    not to report.
     """
     if _looks_like_solver(text):
-        return _check_solver_text(text, source, inputs or {}, phases, allow_python_layers)
-    checker = NetChecker(source, text, inputs or {}, allow_python_layers, solver_base_lr)
+        return _ignored(_check_solver_text(text, source, inputs or {}, phases, allow_python_layers,
+                                           weights=weights), ignore)
+    checker = NetChecker(source, text, inputs or {}, allow_python_layers, solver_base_lr, weights)
     result = CheckResult(source)
     param = caffe_pb2.NetParameter()
     if _parse(checker, param):
         _check_net(checker, param, phases, stages, solver_states)
     result.diagnostics = checker.finish()
     result.shapes = checker.shapes
+    return _ignored(result, ignore)
+
+
+def _ignored(result: CheckResult, ignore) -> CheckResult:
+    if ignore:
+        result.diagnostics = [d for d in result.diagnostics if d.code not in set(ignore)]
     return result
+
+
+def read_weights(path: str) -> dict:
+    """Layer name -> LayerParameter (with its blobs) of a .caffemodel, upgraded as Caffe reads it."""
+    from caffelite.upgrade import read_net_param_binary
+
+    param = read_net_param_binary(path)
+    return {lp.name: lp for lp in param.layer}
 
 
 def _state_label(phase: int, state, instance: int | None) -> str:
@@ -228,7 +246,8 @@ def _states_for_path(sp, path: str) -> list:
     return states
 
 
-def _check_solver_text(text, source, inputs, phases, allow_python, skip: str | None = None) -> CheckResult:
+def _check_solver_text(text, source, inputs, phases, allow_python, skip: str | None = None,
+                       weights: dict | None = None) -> CheckResult:
     """Check a solver, the nets it gives inline, and the net files it names that exist here (but ``skip``).
 
     Each net is checked in the states the solver builds it in (train_state, each test_state).
@@ -245,7 +264,7 @@ def _check_solver_text(text, source, inputs, phases, allow_python, skip: str | N
         for fld, ref, role in _solver_net_refs(param):
             states = solver_net_states(param, role)
             if not isinstance(ref, str):
-                sub = NetChecker(source, text, inputs, allow_python, base_lr)  # locations inside the solver file
+                sub = NetChecker(source, text, inputs, allow_python, base_lr, weights)  # places in the solver file
                 if fld == "test_net_param":
                     trees = inline_trees[fld]
                     sub.tree = (trees[role[1]] if role[1] < len(trees) else None) or Message()
@@ -261,7 +280,7 @@ def _check_solver_text(text, source, inputs, phases, allow_python, skip: str | N
             net_text, _ = _read(path)
             if net_text is not None:
                 extra += check_text(net_text, path, inputs=inputs, phases=phases, allow_python_layers=allow_python,
-                                    solver_base_lr=base_lr, solver_states=states).diagnostics
+                                    solver_base_lr=base_lr, solver_states=states, weights=weights).diagnostics
     result.diagnostics = checker.finish() + extra
     result.shapes = checker.shapes
     return result
@@ -269,11 +288,14 @@ def _check_solver_text(text, source, inputs, phases, allow_python, skip: str | N
 
 def check_file(path: str, *, solver: str | None = None, inputs: dict | None = None,
                phases: list[int] | None = None, stages: list[str] | None = None,
-               allow_python_layers: bool = False) -> CheckResult:
+               allow_python_layers: bool = False, weights: str | None = None,
+               ignore: list[str] | None = None) -> CheckResult:
     """Check a net prototxt (and optionally a solver): what ``caffelite check`` prints.
 
     With ``solver``, the net is checked in exactly the states the solver builds it in (its
-    train_state, each test_state), and each diagnostic is reported once.
+    train_state, each test_state), and each diagnostic is reported once.  ``weights``: a
+    .caffemodel the net starts from: checked to fit, and its layers need no weight_filler.
+    ``ignore``: codes not to report.
     """
     path = os.fspath(path)
     text, err = _read(path)
@@ -281,6 +303,14 @@ def check_file(path: str, *, solver: str | None = None, inputs: dict | None = No
         result = CheckResult(path, unreadable=True)
         result.diagnostics.append(Diagnostic("file-unreadable", err, path))
         return result
+    weight_layers = None
+    if weights is not None:
+        try:
+            weight_layers = read_weights(weights)
+        except CaffeliteError as e:
+            result = CheckResult(path, unreadable=True)
+            result.diagnostics.append(Diagnostic("file-unreadable", "--weights: %s" % error_text(e), weights))
+            return result
     base_lr = None
     solver_result = None
     solver_states = None
@@ -290,7 +320,8 @@ def check_file(path: str, *, solver: str | None = None, inputs: dict | None = No
             result = CheckResult(path, unreadable=True)
             result.diagnostics.append(Diagnostic("file-unreadable", serr, solver))
             return result
-        solver_result = _check_solver_text(stext, solver, inputs or {}, phases, allow_python_layers, skip=path)
+        solver_result = _check_solver_text(stext, solver, inputs or {}, phases, allow_python_layers, skip=path,
+                                           weights=weight_layers)
         sp = caffe_pb2.SolverParameter()
         try:
             text_format.Parse(stext, sp, allow_unknown_field=True)
@@ -302,10 +333,10 @@ def check_file(path: str, *, solver: str | None = None, inputs: dict | None = No
                 solver_states = _states_for_path(sp, path)
     result = check_text(text, path, inputs=inputs, phases=phases, stages=stages,
                         allow_python_layers=allow_python_layers, solver_base_lr=base_lr,
-                        solver_states=solver_states)
+                        solver_states=solver_states, weights=weight_layers)
     if solver_result is not None:
         result.diagnostics = solver_result.diagnostics + result.diagnostics
-    return result
+    return _ignored(result, ignore)
 
 
 def infer_shapes(path: str, phase: int = TEST, inputs: dict | None = None, stages: list[str] | None = None,
