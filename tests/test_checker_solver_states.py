@@ -88,3 +88,15 @@ def test_bvlc_solver_and_its_train_test_net(tmp_path, monkeypatch):
     keys = [(d.file, d.line, d.column, d.code, d.message) for d in result.diagnostics]
     assert len(keys) == len(set(keys)), result.format_text()
     assert not [d for d in result.diagnostics if d.severity != "note"], result.format_text()
+
+
+def test_test_state_count_must_match_the_test_nets(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "net.prototxt").write_text(STAGED_NET)
+    (tmp_path / "solver.prototxt").write_text((STAGED_SOLVER % "net.prototxt").replace(
+        'test_state { stage: "on-train" }\n', ""))
+    (tmp_path / "ok.prototxt").write_text(STAGED_SOLVER % "net.prototxt")
+    result = check_file("solver.prototxt")
+    found = [d for d in result.diagnostics if "test_state must be unspecified" in d.message]
+    assert found and found[0].severity == "error" and result.exit_status == 1, result.format_text()
+    assert check_file("ok.prototxt").exit_status == 0
