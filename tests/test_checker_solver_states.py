@@ -3,6 +3,8 @@
 import os
 import shutil
 
+import pytest
+
 from caffelite.checker import check_file
 from caffelite.cli import main
 
@@ -100,3 +102,56 @@ def test_test_state_count_must_match_the_test_nets(tmp_path, monkeypatch):
     found = [d for d in result.diagnostics if "test_state must be unspecified" in d.message]
     assert found and found[0].severity == "error" and result.exit_status == 1, result.format_text()
     assert check_file("ok.prototxt").exit_status == 0
+
+
+def _solver_net_pairs():
+    """(root, solver, net) for each stock-BVLC corpus solver and each net file of the corpus it names.
+
+    ``root`` is the folder the solver's paths resolve against (Caffe's working directory).
+    """
+    import csv
+
+    from google.protobuf import text_format
+
+    from caffelite.proto import caffe_pb2
+
+    manifest = os.path.join(CORPUS, "MANIFEST.tsv")
+    if not os.path.isfile(manifest):
+        return []
+    with open(manifest, encoding="utf-8") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    stock = {row["file"] for row in rows if row["bvlc_only"] == "yes"}
+    pairs = []
+    for row in rows:
+        if row["kind"] != "solver" or row["bvlc_only"] != "yes":
+            continue
+        solver = os.path.join(CORPUS, row["file"])
+        sp = caffe_pb2.SolverParameter()
+        try:
+            with open(solver, encoding="utf-8") as f:
+                text_format.Parse(f.read(), sp, allow_unknown_field=True)
+        except text_format.ParseError:
+            continue
+        repo = os.path.join(CORPUS, row["file"].split("/")[0])
+        for ref in [sp.net, sp.train_net] + list(sp.test_net):
+            for root in (os.path.dirname(solver), repo):
+                path = os.path.join(root, ref)
+                if ref and os.path.isfile(path) and os.path.relpath(path, CORPUS).replace(os.sep, "/") in stock:
+                    pairs.append((root, os.path.relpath(solver, root), ref))
+                    break
+    return pairs
+
+
+@pytest.mark.skipif(not _solver_net_pairs(), reason="tests/corpus/ is not present")
+def test_stock_bvlc_corpus_nets_with_their_solvers_have_no_false_alarms(monkeypatch):
+    for root, solver, net in _solver_net_pairs():
+        monkeypatch.chdir(root)
+        result = check_file(net, solver=solver)
+        text = result.format_text()
+        keys = [(d.file, d.line, d.column, d.code, d.message) for d in result.diagnostics]
+        assert len(keys) == len(set(keys)), text  # each diagnostic once
+        assert "unknown-bottom" not in result.codes(), text  # the solver's states, not stage-less ones
+        assert result.exit_status == 0, text
+        fillers = [d for d in result.diagnostics if d.code == "missing-weight-filler" and d.severity != "note"]
+        assert len(fillers) <= 1, text  # no flood for nets meant for loaded weights
+        assert not [d for d in result.diagnostics if d.code == "unnormalized-loss" and d.severity != "note"], text
