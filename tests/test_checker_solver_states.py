@@ -155,3 +155,16 @@ def test_stock_bvlc_corpus_nets_with_their_solvers_have_no_false_alarms(monkeypa
         fillers = [d for d in result.diagnostics if d.code == "missing-weight-filler" and d.severity != "note"]
         assert len(fillers) <= 1, text  # no flood for nets meant for loaded weights
         assert not [d for d in result.diagnostics if d.code == "unnormalized-loss" and d.severity != "note"], text
+
+
+@pytest.mark.skipif(not os.path.isdir(os.path.join(CORPUS, "shelhamer__fcn.berkeleyvision.org")),
+                    reason="tests/corpus/ is not present")
+def test_fcn_solver_base_lr_accounts_for_its_unnormalized_loss(monkeypatch):
+    monkeypatch.chdir(os.path.join(CORPUS, "shelhamer__fcn.berkeleyvision.org", "voc-fcn32s"))
+    inputs = {"data": (1, 3, 500, 500), "label": (1, 1, 500, 500)}
+    alone = [d for d in check_file("train.prototxt", inputs=inputs).diagnostics if d.code == "unnormalized-loss"]
+    assert alone and alone[0].severity == "warning"  # without the solver its base_lr is unknown
+    result = check_file("train.prototxt", solver="solver.prototxt", inputs=inputs)
+    found = [d for d in result.diagnostics if d.code == "unnormalized-loss"]
+    assert found and all(d.severity == "note" for d in found), result.format_text()
+    assert "base_lr 1e-10" in found[0].message
