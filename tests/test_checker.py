@@ -614,3 +614,16 @@ def test_deploy_loss_hint_for_a_test_only_accuracy(tmp_path):
         '  include { phase: TEST } }\n'
     d = diag(check(tmp_path, text), "deploy-loss")
     assert "phase: TRAIN" not in d.hint and "already restricted to phase TEST" in d.hint
+
+
+def test_solver_weights_are_used_like_weights(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    text = FINETUNE.replace("num_output: 4", 'num_output: 4 weight_filler { type: "xavier" }')
+    (tmp_path / "net.prototxt").write_text(text)
+    _caffemodel(tmp_path, FINETUNE)
+    (tmp_path / "solver.prototxt").write_text('net: "net.prototxt"\nbase_lr: 0.01\nlr_policy: "fixed"\n'
+                                             'weights: "w.caffemodel"\n')
+    result = check_file("net.prototxt", solver="solver.prototxt")
+    assert "missing-weight-filler" not in result.codes(), result.format_text()
+    (tmp_path / "solver.prototxt").write_text('net: "net.prototxt"\nbase_lr: 0.01\nlr_policy: "fixed"\n')
+    diag(check_file("net.prototxt", solver="solver.prototxt"), "missing-weight-filler")

@@ -112,12 +112,17 @@ def _ignored(result: CheckResult, ignore) -> CheckResult:
     return result
 
 
-def read_weights(path: str) -> dict:
-    """Layer name -> LayerParameter (with its blobs) of a .caffemodel, upgraded as Caffe reads it."""
+def read_weights(paths: str) -> dict:
+    """Layer name -> LayerParameter (with its blobs) of .caffemodels, upgraded as Caffe reads them.
+
+    ``paths``: comma-separated, as Caffe's ``-weights``; a later file's layer replaces an earlier one's.
+    """
     from caffelite.upgrade import read_net_param_binary
 
-    param = read_net_param_binary(path)
-    return {lp.name: lp for lp in param.layer}
+    layers = {}
+    for path in (p for p in paths.split(",") if p):
+        layers.update((lp.name, lp) for lp in read_net_param_binary(path).layer)
+    return layers
 
 
 def _state_label(phase: int, state, instance: int | None) -> str:
@@ -293,8 +298,9 @@ def check_file(path: str, *, solver: str | None = None, inputs: dict | None = No
     """Check a net prototxt (and optionally a solver): what ``caffelite check`` prints.
 
     With ``solver``, the net is checked in exactly the states the solver builds it in (its
-    train_state, each test_state), and each diagnostic is reported once.  ``weights``: a
-    .caffemodel the net starts from: checked to fit, and its layers need no weight_filler.
+    train_state, each test_state), and each diagnostic is reported once.  ``weights``: the
+    .caffemodel(s) the net starts from (comma-separated; default: the solver's ``weights`` when
+    those files exist): checked to fit, and the layers they give need no weight_filler.
     ``ignore``: codes not to report.
     """
     path = os.fspath(path)
@@ -303,25 +309,15 @@ def check_file(path: str, *, solver: str | None = None, inputs: dict | None = No
         result = CheckResult(path, unreadable=True)
         result.diagnostics.append(Diagnostic("file-unreadable", err, path))
         return result
-    weight_layers = None
-    if weights is not None:
-        try:
-            weight_layers = read_weights(weights)
-        except CaffeliteError as e:
-            result = CheckResult(path, unreadable=True)
-            result.diagnostics.append(Diagnostic("file-unreadable", "--weights: %s" % error_text(e), weights))
-            return result
     base_lr = None
-    solver_result = None
     solver_states = None
+    stext = None
     if solver is not None:
         stext, serr = _read(solver)
         if stext is None:
             result = CheckResult(path, unreadable=True)
             result.diagnostics.append(Diagnostic("file-unreadable", serr, solver))
             return result
-        solver_result = _check_solver_text(stext, solver, inputs or {}, phases, allow_python_layers, skip=path,
-                                           weights=weight_layers)
         sp = caffe_pb2.SolverParameter()
         try:
             text_format.Parse(stext, sp, allow_unknown_field=True)
@@ -331,6 +327,21 @@ def check_file(path: str, *, solver: str | None = None, inputs: dict | None = No
             base_lr = sp.base_lr if sp.HasField("base_lr") else None
             if stages is None:
                 solver_states = _states_for_path(sp, path)
+            named = [w for entry in sp.weights for w in entry.split(",") if w]
+            if weights is None and named and all(os.path.isfile(w) for w in named):
+                weights = ",".join(named)  # the solver's own weights: what `caffe train` finetunes from
+    weight_layers = None
+    if weights is not None:
+        try:
+            weight_layers = read_weights(weights)
+        except CaffeliteError as e:
+            result = CheckResult(path, unreadable=True)
+            result.diagnostics.append(Diagnostic("file-unreadable", "--weights: %s" % error_text(e), weights))
+            return result
+    solver_result = None
+    if stext is not None:
+        solver_result = _check_solver_text(stext, solver, inputs or {}, phases, allow_python_layers, skip=path,
+                                           weights=weight_layers)
     result = check_text(text, path, inputs=inputs, phases=phases, stages=stages,
                         allow_python_layers=allow_python_layers, solver_base_lr=base_lr,
                         solver_states=solver_states, weights=weight_layers)
