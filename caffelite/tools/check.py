@@ -40,15 +40,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "file:line:col: severity: [code] message. Exit status 0 without errors, 1 with errors, "
                     "2 when a file cannot be read.")
     p.add_argument("net", nargs="?", help="net (or solver) prototxt")
-    p.add_argument("--solver", help="solver prototxt to check with the net (its base_lr is used in hints)")
+    p.add_argument("--solver", help="solver prototxt to check with the net: the net is checked in the states the "
+                                    "solver builds (train_state, each test_state); its base_lr is used in hints")
     p.add_argument("--input", action="append", type=_input, default=[], metavar="NAME=SHAPE",
                    help="shape of an input or data-layer top, e.g. data=1,3,224,224 (repeatable)")
     p.add_argument("--phase", choices=["TRAIN", "TEST"], help="check one phase only (default: both)")
     p.add_argument("--stage", action="append", default=None,
                    help="NetState stage (repeatable); default: each stage the net's rules mention, and none")
-    p.add_argument("--weights", metavar="W.caffemodel",
-                   help="weights the net starts from: checked to fit the net (as Caffe's CopyTrainedLayersFrom); "
-                        "layers they give are not warned about for a missing weight_filler")
+    p.add_argument("--weights", metavar="W1[,W2...]",
+                   help=".caffemodel(s) the net starts from (default: the solver's weights, when present): checked "
+                        "to fit the net as Caffe's CopyTrainedLayersFrom does; layers they give need no weight_filler")
     p.add_argument("--ignore", action="append", default=[], metavar="CODE", type=_code,
                    help="do not report this diagnostic code (repeatable); in the prototxt, "
                         "'# caffelite: ignore[CODE]' silences it on one line or layer (see --list-codes)")
