@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import os
 import sys
 
 from caffelite._version import __version__
@@ -59,9 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Caffe, reborn in pure Python: train, test, time, check and explain Caffe nets.")
     parser.add_argument("--version", action="version", version="caffelite " + __version__)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for _command, module in _available():
+    parser.command_parsers = {}  # command -> its parser, whose usage an error in its options shows
+    for command, module in _available():
         p = module.add_parser(sub)
         p.set_defaults(_run=module.run)
+        parser.command_parsers[command] = p
     return parser
 
 
@@ -70,15 +73,22 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] not in RAW_ARGV_COMMANDS:
         argv = caffe_style_argv(argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # the subcommand's usage, not the top-level one
+        parser.command_parsers.get(args.command, parser).error("unrecognized arguments: %s" % " ".join(unknown))
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
     try:
-        return int(args._run(args) or 0)
+        status = int(args._run(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+        return status
     except CaffeliteError as e:
         print("caffelite %s: error: %s" % (args.command, e), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("caffelite %s: interrupted" % args.command, file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `caffelite check ... | head`: the reader left; stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
+        return 128 + 13  # killed by SIGPIPE

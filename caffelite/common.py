@@ -5,6 +5,7 @@ Caffe: include/caffe/common.hpp.
 
 from __future__ import annotations
 
+import sys
 import warnings
 
 import numpy as np
@@ -17,6 +18,12 @@ TRAIN = caffe_pb2.TRAIN
 TEST = caffe_pb2.TEST
 
 _rng = np.random.default_rng()
+
+
+def api_name() -> str:
+    """The module name messages should use: ``caffe`` under ``import caffe`` (the alias), else ``caffelite``."""
+    module = sys.modules.get("caffe")
+    return "caffe" if getattr(module, "__name__", "") == "caffelite.pycaffe" else "caffelite"
 
 
 def rng() -> np.random.Generator:

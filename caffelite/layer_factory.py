@@ -7,12 +7,12 @@ registered itself before the first lookup.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 
 import caffelite.layers  # noqa: F401  (importing the package registers every family)
 from caffelite.errors import UnknownLayerTypeError
 from caffelite.layer import _REGISTRY, Layer
+from caffelite.suggest import did_you_mean, fork_layer_hint
 
 __all__ = ["create_layer", "layer_class", "layer_type_list", "layer_types_where"]
 
@@ -36,11 +36,8 @@ def layer_class(type_name: str) -> type[Layer]:
         return _REGISTRY[type_name]
     except KeyError:
         known = sorted(_REGISTRY)
-        close = difflib.get_close_matches(type_name, known, n=1)
-        if not close:
-            lowered = {k.lower(): k for k in known}
-            close = [lowered[type_name.lower()]] if type_name.lower() in lowered else []
-        hint = " Did you mean '%s'?" % close[0] if close else ""
+        fork = fork_layer_hint(type_name)
+        hint = " " + fork if fork else did_you_mean(type_name, known)
         raise UnknownLayerTypeError("Unknown layer type: %s (known types: %s).%s"
                                     % (type_name, ", ".join(known), hint), field="type") from None
 

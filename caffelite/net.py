@@ -17,6 +17,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 
 from caffelite.blob import Blob, physical_memory
+from caffelite.common import api_name
 from caffelite.errors import (
     BackwardError,
     BlobMemoryError,
@@ -41,6 +42,7 @@ from caffelite.net_passes import (
 from caffelite.net_pycaffe import PycaffeNet
 from caffelite.proto import caffe_pb2
 from caffelite.protoio import blob_to_proto, copy_weights, write_binary_proto
+from caffelite.suggest import locate_error
 from caffelite.upgrade import read_net_param, read_net_param_binary
 
 __all__ = ["Net", "filter_net", "insert_splits", "state_meets_rule", "TRAIN", "TEST"]
@@ -70,9 +72,9 @@ class Net(PycaffeNet):
             raise TypeError("Net(network_file, [weights,] phase, level=0, stages=None, weights=None): "
                             "too many positional arguments")
         if phase is None:
-            raise TypeError("Net() needs a phase (caffelite.TRAIN or caffelite.TEST)")
+            raise TypeError("Net() needs a phase ({0}.TRAIN or {0}.TEST)".format(api_name()))
         if phase not in (TRAIN, TEST):
-            raise ValueError("phase must be caffelite.TRAIN (0) or caffelite.TEST (1), not %r" % (phase,))
+            raise ValueError("phase must be {0}.TRAIN (0) or {0}.TEST (1), not {1!r}".format(api_name(), phase))
         self._source = (os.fspath(network_file) if isinstance(network_file, (str, os.PathLike))
                         else None)
         param = read_net_param(network_file)
@@ -82,7 +84,11 @@ class Net(PycaffeNet):
             param.state.stage.extend(stages)
         if level:
             param.state.level = int(level)
-        self._init(param)
+        try:
+            self._init(param)
+        except CaffeliteError as e:
+            locate_error(e)  # the layer's line and column in the prototxt, as check gives them
+            raise
         if weights:
             self.copy_from(weights)
 
@@ -380,6 +386,21 @@ class Net(PycaffeNet):
     @property
     def layer_need_backward(self) -> list[bool]:
         return list(self._layer_need_backward)
+
+    @property
+    def bottom_need_backward(self) -> list[list[bool]]:
+        """Per layer, whether each bottom gets a gradient (Caffe's Net::bottom_need_backward)."""
+        return [list(b) for b in self._bottom_need_backward]
+
+    @property
+    def bottom_vecs(self) -> list[list[Blob]]:
+        """Per layer, its bottom blobs (Caffe's Net::bottom_vecs)."""
+        return [self._layer_blobs(i)[0] for i in range(len(self.layers))]
+
+    @property
+    def top_vecs(self) -> list[list[Blob]]:
+        """Per layer, its top blobs (Caffe's Net::top_vecs)."""
+        return [self._layer_blobs(i)[1] for i in range(len(self.layers))]
 
     @property
     def blob_need_backward(self) -> OrderedDict:

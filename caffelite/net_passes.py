@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from caffelite.errors import NetError
 from caffelite.proto import caffe_pb2
+from caffelite.suggest import did_you_mean
 
 __all__ = [
     "state_meets_rule", "layer_included", "filter_net", "INCLUDE_AND_EXCLUDE",
@@ -87,8 +88,8 @@ def insert_splits(param, source: str | None = None):
     for i, layer in enumerate(param.layer):
         for j, name in enumerate(layer.bottom):
             if name not in last_top:
-                raise NetError(unknown_bottom_message(name, layer.name, j), file=source, layer=layer.name,
-                               layer_type=layer.type, field="bottom")
+                raise NetError(unknown_bottom_message(name, layer.name, j) + "." + did_you_mean(name, last_top),
+                               file=source, layer=layer.name, layer_type=layer.type, field="bottom[%d]" % j)
             source_of[(i, j)] = last_top[name]
             consumers[last_top[name]] = consumers.get(last_top[name], 0) + 1
         for j, name in enumerate(layer.top):

@@ -20,6 +20,7 @@ from google.protobuf import text_format
 from caffelite.blob import Blob, check_shape
 from caffelite.errors import CaffeFileNotFoundError, FileFormatError, ProtoError, WeightsError
 from caffelite.proto import caffe_pb2
+from caffelite.suggest import parse_error_hint
 
 
 def read_bytes(path: str, what: str) -> bytes:
@@ -50,6 +51,7 @@ def parse_text(text: str, message, source: str = "<string>"):
         if msg.startswith(prefix):
             msg = msg[len(prefix):]
         msg = msg.replace('"caffelite.', '"caffe.')  # our package name is not part of the format
+        msg += parse_error_hint(msg)
         raise ProtoError("cannot parse %s: %s" % (type(message).__name__, msg),
                          file=source, line=line, column=column) from None
     except (ValueError, TypeError) as e:  # e.g. out-of-range numbers protobuf reports otherwise
@@ -178,10 +180,13 @@ def proto_values(bp, field: str = "data") -> np.ndarray:
     return np.asarray(double if len(double) else getattr(bp, field), dtype=np.float32)
 
 
-def shape_equals(blob: Blob, bp) -> bool:
-    """Caffe's Blob::ShapeEquals: legacy protos compare against the blob's last four axes."""
+def shape_equals(blob, bp) -> bool:
+    """Caffe's Blob::ShapeEquals: legacy protos compare against the blob's last four axes.
+
+    ``blob``: a Blob, or just its shape.
+    """
+    shape = tuple(getattr(blob, "shape", blob))
     if bp.HasField("num") or bp.HasField("channels") or bp.HasField("height") or bp.HasField("width"):
-        shape = blob.shape
         if len(shape) > 4:
             return False
 
@@ -189,7 +194,7 @@ def shape_equals(blob: Blob, bp) -> bool:
             return shape[i] if -len(shape) <= i else 1
 
         return (legacy(-4), legacy(-3), legacy(-2), legacy(-1)) == (bp.num, bp.channels, bp.height, bp.width)
-    return tuple(blob.shape) == tuple(int(d) for d in bp.shape.dim)
+    return shape == tuple(int(d) for d in bp.shape.dim)
 
 
 def blob_from_proto(bp, blob: Blob | None = None, reshape: bool = True) -> Blob:
@@ -238,6 +243,35 @@ def read_blob_proto(path: str) -> np.ndarray:
     return array_from_proto(read_binary_proto(path, caffe_pb2.BlobProto(), "binaryproto"))
 
 
+def _shape_string(shape) -> str:
+    count = 1
+    for d in shape:
+        count *= int(d)
+    return "%s (%d)" % (" ".join(map(str, shape)), count)
+
+
+def weights_mismatch(target_shapes: list, source_layer) -> str | None:
+    """Why a layer of a .caffemodel does not fit the net's layer of that name (Caffe's messages), or None.
+
+    Caffe's Net::CopyTrainedLayersFrom CHECKs the blob count, then each blob's shape.
+    """
+    name, blobs = source_layer.name, source_layer.blobs
+    if len(target_shapes) != len(blobs):
+        return ("Incompatible number of blobs for layer %s (net has %d, weights have %d)"
+                % (name, len(target_shapes), len(blobs)))
+    for j, bp in enumerate(blobs):
+        if not shape_equals(target_shapes[j], bp):
+            return ("Cannot copy param %d weights from layer '%s'; shape mismatch.  Source param shape "
+                    "is %s; target param shape is %s. To learn this layer's parameters from scratch "
+                    "rather than copying from a saved net, rename the layer."
+                    % (j, name, _shape_string(proto_shape(bp)), _shape_string(target_shapes[j])))
+        count = int(np.prod(target_shapes[j], dtype=np.int64))
+        values = len(bp.double_data) or len(bp.data)
+        if values != count:  # Caffe's Blob::FromProto: CHECK_EQ(count_, proto.data_size())
+            return "param %d of layer '%s' holds %d values, expected %d (truncated file?)" % (j, name, values, count)
+    return None
+
+
 def copy_weights(layer_names, layers, source: caffe_pb2.NetParameter, source_name: str = "") -> None:
     """Caffe's Net::CopyTrainedLayersFrom: copy parameters by layer name; ignore unknown layers."""
     index = {name: i for i, name in enumerate(layer_names)}
@@ -246,21 +280,8 @@ def copy_weights(layer_names, layers, source: caffe_pb2.NetParameter, source_nam
         if i is None:
             continue
         target = layers[i].blobs
-        if len(target) != len(src.blobs):
-            raise WeightsError("Incompatible number of blobs for layer %s (net has %d, weights have %d)"
-                               % (src.name, len(target), len(src.blobs)), file=source_name or None,
-                               layer=src.name)
+        message = weights_mismatch([b.shape for b in target], src)
+        if message is not None:
+            raise WeightsError(message, file=source_name or None, layer=src.name)
         for j, bp in enumerate(src.blobs):
-            if not shape_equals(target[j], bp):
-                raise WeightsError(
-                    "Cannot copy param %d weights from layer '%s'; shape mismatch.  Source param shape "
-                    "is %s; target param shape is %s. To learn this layer's parameters from scratch "
-                    "rather than copying from a saved net, rename the layer."
-                    % (j, src.name, " ".join(map(str, proto_shape(bp))), target[j].shape_string()),
-                    file=source_name or None, layer=src.name)
-            values = proto_values(bp, "data")
-            if values.size != target[j].count:
-                raise WeightsError("param %d of layer '%s' holds %d values, expected %d (truncated file?)"
-                                   % (j, src.name, values.size, target[j].count),
-                                   file=source_name or None, layer=src.name)
-            target[j].data[...] = values.reshape(target[j].shape)
+            target[j].data[...] = proto_values(bp, "data").reshape(target[j].shape)

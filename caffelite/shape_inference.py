@@ -44,11 +44,12 @@ def zero_random_fillers(msg) -> None:
                 zero_random_fillers(v)
 
 
-def layer_top_shapes(layer_param, cls, bottom_shapes: list[Shape]) -> list[Shape]:
+def layer_top_shapes(layer_param, cls, bottom_shapes: list[Shape], param_shapes: list | None = None) -> list[Shape]:
     """The top shapes of layer class ``cls`` set up on blobs of ``bottom_shapes``.
 
     In-place tops share their bottom's blob and automatic tops are added, as Net's wiring does
-    (:mod:`caffelite.net_passes`).  Raises what the layer's setup raises.
+    (:mod:`caffelite.net_passes`).  Raises what the layer's setup raises.  ``param_shapes``, when
+    given, receives the shapes of the layer's parameter blobs.
     """
     lp = caffe_pb2.LayerParameter()
     lp.CopyFrom(layer_param)
@@ -58,6 +59,8 @@ def layer_top_shapes(layer_param, cls, bottom_shapes: list[Shape]) -> list[Shape
     top = [bottom[j] if is_in_place(lp, j) else Blob() for j in range(len(lp.top))]
     top.extend(Blob() for _ in range(len(top), num_top_blobs(layer, len(top))))
     layer.run_setup(bottom, top)
+    if param_shapes is not None:
+        param_shapes.extend(tuple(b.shape) for b in layer.blobs)
     return [tuple(b.shape) for b in top]
 
 
@@ -85,6 +88,7 @@ class ShapeInference:
     def __init__(self, param, inputs: dict[str, Shape] | None = None):
         self.inputs = dict(inputs or {})
         self.shapes: dict[str, Shape | None] = net_input_shapes(param, self.inputs)
+        self.param_shapes: dict[str, list[Shape]] = {}  # layer name -> its parameter blobs' shapes, when set up
 
     def bottom_shapes(self, layer_param) -> list[Shape | None]:
         return [self.shapes.get(b) for b in layer_param.bottom]
@@ -102,8 +106,10 @@ class ShapeInference:
         if len(lp.top) and all(g is not None for g in given) and not len(lp.bottom):
             tops = given  # --input wins over files and Python modules
         elif cls is not None and bottoms_known:
+            params: list[Shape] = []
             try:
-                tops = layer_top_shapes(lp, cls, [self.shapes[b] for b in lp.bottom])
+                tops = layer_top_shapes(lp, cls, [self.shapes[b] for b in lp.bottom], params)
+                self.param_shapes[lp.name] = params
             except Exception as e:  # noqa: BLE001 - inference goes on; the caller decides what it means
                 error = e
         for j, t in enumerate(lp.top):

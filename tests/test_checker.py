@@ -234,9 +234,20 @@ def test_layer_config(tmp_path):
     assert "top_k" in d.message
 
 
-def test_too_large(tmp_path):
-    result = check(tmp_path, inp("x", 100000, 100000, 100000))
+def test_too_large(tmp_path, monkeypatch):
+    import caffelite.blob
+
+    monkeypatch.setattr(caffelite.blob, "physical_memory", lambda: 2**20)  # under INT_MAX, over this machine
+    result = check(tmp_path, inp("x", 1000, 1000))
     assert diag(result, "too-large").severity == "note"
+
+
+def test_blob_over_int_max_is_an_error(tmp_path):
+    text = inp("x", 100000, 100000, 100000)
+    result = check(tmp_path, text)
+    d = diag(result, "blob-over-int-max", *at(text, "top"))
+    assert d.severity == "error" and "INT_MAX" in d.message
+    assert result.exit_status == 1
 
 
 def test_internal_error_is_reported_not_raised(tmp_path, monkeypatch):
@@ -501,3 +512,111 @@ def test_solver_checks_the_net_file_it_names(tmp_path, monkeypatch):
     result = check_file("solver.prototxt")
     assert [(d.file, d.code) for d in result.errors] == [("net.prototxt", "unknown-bottom")]
     assert result.exit_status == 1
+
+
+# --- issue 10: --weights, silencing codes, solver-aware severities, portable rewrites -----------------
+FINETUNE = inp("x", 2, 3) + inp("label", 2) + \
+    'layer { name: "ip1" type: "InnerProduct" bottom: "x" top: "h" inner_product_param { num_output: 4 } }\n' \
+    'layer { name: "ip2" type: "InnerProduct" bottom: "h" top: "s" inner_product_param { num_output: 3 } }\n' \
+    'layer { name: "l" type: "SoftmaxWithLoss" bottom: "s" bottom: "label" top: "l" }\n'
+
+
+def _caffemodel(tmp_path, text):
+    from caffelite.net import Net
+
+    (tmp_path / "src.prototxt").write_text(text)
+    Net(str(tmp_path / "src.prototxt"), TEST).save(str(tmp_path / "w.caffemodel"))
+    return str(tmp_path / "w.caffemodel")
+
+
+def test_weights_silence_missing_filler_and_must_fit(tmp_path):
+    plain = check(tmp_path, FINETUNE)
+    d = diag(plain, "missing-weight-filler")  # no layer has a filler: one note, not a flood
+    assert plain.codes().count("missing-weight-filler") == 1 and d.severity == "note" and "ip1, ip2" in d.message
+    weights = _caffemodel(tmp_path, FINETUNE)
+    fitted = check(tmp_path, FINETUNE, weights=weights)
+    assert "missing-weight-filler" not in fitted.codes() and fitted.exit_status == 0, fitted.format_text()
+    wider = FINETUNE.replace("num_output: 3", "num_output: 5")
+    result = check(tmp_path, wider, weights=weights)
+    d = diag(result, "weights-mismatch", *at(wider, 'name: "ip2"'))
+    assert "Cannot copy param 0 weights from layer 'ip2'; shape mismatch" in d.message
+    assert "3 4 (12)" in d.message and "5 4 (20)" in d.message and result.exit_status == 1
+    nobias = FINETUNE.replace("num_output: 3", "num_output: 3 bias_term: false")
+    d = diag(check(tmp_path, nobias, weights=weights), "weights-mismatch", *at(nobias, 'name: "ip2"'))
+    assert "Incompatible number of blobs for layer ip2 (net has 1, weights have 2)" in d.message
+    assert check(tmp_path, FINETUNE, weights=str(tmp_path / "none.caffemodel")).exit_status == 2
+
+
+def test_mixed_fillers_warn_per_layer_unless_weights_give_them(tmp_path):
+    text = FINETUNE.replace("num_output: 4", 'num_output: 4 weight_filler { type: "xavier" }')
+    result = check(tmp_path, text)
+    assert diag(result, "missing-weight-filler").severity == "warning"
+    assert [d.layer for d in result.diagnostics if d.code == "missing-weight-filler"] == ["ip2"]
+    weights = _caffemodel(tmp_path, FINETUNE)
+    assert "missing-weight-filler" not in check(tmp_path, text, weights=weights).codes()
+
+
+def test_ignore_codes_on_the_command_line_and_inline(tmp_path, capsys):
+    text = FINETUNE.replace("num_output: 4", 'num_output: 4 weight_filler { type: "xavier" }')
+    assert "missing-weight-filler" not in check(tmp_path, text, ignore=["missing-weight-filler"]).codes()
+    inline = text.replace('layer { name: "ip2"', '# caffelite: ignore[missing-weight-filler]\nlayer { name: "ip2"')
+    assert "missing-weight-filler" not in check(tmp_path, inline).codes()
+    same_line = text.replace('num_output: 3 } }',
+                             'num_output: 3 } }  # caffelite: ignore[normalization, missing-weight-filler]')
+    assert "missing-weight-filler" not in check(tmp_path, same_line).codes()
+    other = text.replace('num_output: 3 } }', 'num_output: 3 } }  # caffelite: ignore[normalization]')
+    assert "missing-weight-filler" in check(tmp_path, other).codes()
+    path = str(tmp_path / "net.prototxt")
+    assert main(["check", path, "--ignore", "missing-weight-filler", "--ignore", "normalization"]) == 0
+    out = capsys.readouterr().out
+    assert "[missing-weight-filler]" not in out and "[normalization]" not in out
+    with pytest.raises(SystemExit):
+        main(["check", path, "--ignore", "missing-weight-filer"])
+    assert "Did you mean 'missing-weight-filler'?" in capsys.readouterr().err
+    assert "--ignore CODE" in list_codes() and "# caffelite: ignore[CODE" in list_codes()
+
+
+def test_unnormalized_loss_is_a_note_when_the_solver_rate_accounts_for_it(tmp_path):
+    text = inp("x", 1, 21, 40, 40) + inp("label", 1, 1, 40, 40) + \
+        'layer { name: "l" type: "SoftmaxWithLoss" bottom: "x" bottom: "label" top: "l"\n' \
+        '  loss_param { ignore_label: 255 normalize: false } }\n'
+    (tmp_path / "net.prototxt").write_text(text)
+    solver = tmp_path / "solver.prototxt"
+    solver.write_text('net: "net.prototxt"\nbase_lr: 1e-10\nlr_policy: "fixed"\nmomentum: 0.99\n')
+    d = diag(check_file(str(tmp_path / "net.prototxt"), solver=str(solver)), "unnormalized-loss")
+    assert d.severity == "note" and "accounts for" in d.message
+    solver.write_text('net: "net.prototxt"\nbase_lr: 0.01\nlr_policy: "fixed"\n')
+    assert diag(check_file(str(tmp_path / "net.prototxt"), solver=str(solver)), "unnormalized-loss").severity == \
+        "warning"
+
+
+def test_softmax_rewrite_is_portable_and_clean(tmp_path):
+    d = diag(check(tmp_path, SEED), "softmax-two-tops")
+    assert "normalize" not in d.hint.replace("normalization", "")  # check flags normalize as ignored
+    assert "normalization: FULL" in d.hint
+    legacy = SEED.replace("    normalization: FULL\n", "")
+    d = diag(check(tmp_path, legacy), "softmax-two-tops")
+    assert "normalization: VALID" in d.hint and "normalize" not in d.hint.replace("normalization", "")
+    rewritten = inp("fc1", 1, 2) + inp("label", 1) + d.hint  # the rewrite checks clean
+    codes = set(check(tmp_path, rewritten).codes())
+    assert not {"normalize-deprecated", "normalize-ignored", "softmax-two-tops"} & codes
+
+
+def test_deploy_loss_hint_for_a_test_only_accuracy(tmp_path):
+    text = inp("x", 2, 3) + 'layer { name: "acc" type: "Accuracy" bottom: "x" bottom: "label" top: "a"\n' \
+        '  include { phase: TEST } }\n'
+    d = diag(check(tmp_path, text), "deploy-loss")
+    assert "phase: TRAIN" not in d.hint and "already restricted to phase TEST" in d.hint
+
+
+def test_solver_weights_are_used_like_weights(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    text = FINETUNE.replace("num_output: 4", 'num_output: 4 weight_filler { type: "xavier" }')
+    (tmp_path / "net.prototxt").write_text(text)
+    _caffemodel(tmp_path, FINETUNE)
+    (tmp_path / "solver.prototxt").write_text('net: "net.prototxt"\nbase_lr: 0.01\nlr_policy: "fixed"\n'
+                                             'weights: "w.caffemodel"\n')
+    result = check_file("net.prototxt", solver="solver.prototxt")
+    assert "missing-weight-filler" not in result.codes(), result.format_text()
+    (tmp_path / "solver.prototxt").write_text('net: "net.prototxt"\nbase_lr: 0.01\nlr_policy: "fixed"\n')
+    diag(check_file("net.prototxt", solver="solver.prototxt"), "missing-weight-filler")

@@ -21,7 +21,7 @@ PACKAGE_DIR = os.path.join(os.path.dirname(HERE), "caffelite")
 # Written once, here (the README's Layout section says the same in words).
 ORDER = [
     ["_version", "errors", "textloc", "proto"],
-    ["common", "blob"],
+    ["common", "blob", "suggest"],  # suggest: close names, enum values, forks, places for errors
     ["compute", "filler", "protoio", "hdf5"],  # hdf5: I/O only, takes plain data, never a Net
     ["layer"],
     ["transform", "layers"],

@@ -511,7 +511,6 @@ def test_cli_train_finetunes_from_weights(tiny, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["train", "-solver", "solver.prototxt", "-gpu", "0"], "CPU only"),
     (["train"], "Need a solver definition to train."),
     (["train", "-solver", "solver.prototxt", "-weights", "a", "-snapshot", "b"], "but not both"),
     (["train", "-solver", "missing.prototxt"], "missing.prototxt"),

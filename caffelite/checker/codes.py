@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+from caffelite.suggest import FORK_FIELDS  # noqa: F401  (importable from here, as before)
+
 __all__ = ["ERROR", "WARNING", "NOTE", "CODES", "FORK_FIELDS", "list_codes"]
 
 ERROR, WARNING, NOTE = "error", "warning", "note"
@@ -53,6 +55,11 @@ CODES: dict[str, tuple[str, str]] = {
                            "number of predictions')."),
     "layer-config": (ERROR, "A layer parameter Caffe refuses at setup (its CHECK message is quoted)."),
     "too-large": (NOTE, "A blob too large for this machine; shapes after it are not inferred."),
+    "blob-over-int-max": (ERROR, "A blob of more than INT_MAX (2^31 - 1) elements: Caffe's Blob::Reshape "
+                                 "CHECKs 'blob size exceeds INT_MAX' and aborts."),
+    "weights-mismatch": (ERROR, "--weights: a layer of the .caffemodel that does not fit the net's layer of the same "
+                                "name (blob count, shape or value count). Caffe's CopyTrainedLayersFrom aborts "
+                                "('Incompatible number of blobs', 'Cannot copy param ... shape mismatch')."),
     "internal": (WARNING, "caffelite itself failed while setting this layer up (a caffelite bug, please "
                           "report it); shapes after it are unknown."),
     "softmax-two-tops": (WARNING, "SoftmaxWithLoss with two tops (loss and prob), as in many tutorials: "
@@ -77,13 +84,16 @@ CODES: dict[str, tuple[str, str]] = {
                                        "outside [0, C) BVLC Caffe reads out of bounds)."),
     "unnormalized-loss": (WARNING, "A loss summed over many spatial positions (BATCH_SIZE or NONE with "
                                    "large H·W): the loss and gradients scale with H·W, so the learning rate "
-                                   "must shrink by as much (FCN's normalize: false trains with base_lr 1e-10)."),
+                                   "must shrink by as much (FCN's normalize: false trains with base_lr 1e-10). "
+                                   "A note when the solver's base_lr·H·W is at most 0.1: its rate accounts for it."),
     "loss-weight-no-backward": (ERROR, "A non-zero loss_weight on a layer without a gradient (Accuracy, "
                                        "ArgMax, data layers, ...): Caffe treats its top as a loss and aborts in "
                                        "Backward (NOT_IMPLEMENTED)."),
     "missing-weight-filler": (WARNING, "A trainable layer without weight_filler: Caffe's default filler is "
                                        "constant 0, so every output unit gets the same gradient and they "
-                                       "never differ (fine only when weights are loaded from a .caffemodel)."),
+                                       "never differ (fine only when weights are loaded from a .caffemodel). "
+                                       "Not reported for layers whose weights --weights gives; one note when no "
+                                       "layer of the net has a filler (a net meant for loaded weights)."),
     "batchnorm-lr-mult": (ERROR, "A BatchNorm param with non-zero lr_mult: its blobs are statistics, not "
                                  "weights. Caffe CHECKs: 'Cannot configure batch normalization statistics as "
                                  "layer parameters.'"),
@@ -94,24 +104,16 @@ CODES: dict[str, tuple[str, str]] = {
                                "message says what Caffe does with them. Severity error where Caffe aborts."),
 }
 
-# fields of Caffe forks, with what BVLC Caffe offers instead
-FORK_FIELDS = {
-    "ceil_mode": "ceil_mode is a field of Caffe forks (SSD, MobileNet-Caffe, ...). BVLC Caffe spells it "
-                 "pooling_param { round_mode: FLOOR } for ceil_mode: false; ceil_mode: true is BVLC's default "
-                 "(round_mode: CEIL), so delete it",
-    "eval_type": "eval_type is a solver field of the SSD fork (detection evaluation); BVLC Caffe has none",
-    "ap_version": "ap_version is a solver field of the SSD fork; BVLC Caffe has none",
-    "show_per_class_ap": "show_per_class_ap is a solver field of the SSD fork; BVLC Caffe has none",
-    "bn_param": "bn_param belongs to the BN layer of forks (TSN, ...); BVLC Caffe uses BatchNorm followed "
-                "by Scale (bias_term: true)",
-    "scale_filler": "scale_filler is a BatchNorm field of forks; in BVLC Caffe the scale lives in a "
-                    "separate Scale layer (scale_param { filler })",
-}
+SILENCING = """Silencing a code:
+    --ignore CODE                       on the command line (repeatable): not reported anywhere;
+    # caffelite: ignore[CODE, CODE2]    in the prototxt: not reported on that line (written alone on a
+                                        line: on the next line too; on a layer's first line: in the
+                                        whole layer)."""
 
 
 def list_codes() -> str:
-    """Every diagnostic code with its severity and the Caffe behaviour behind it."""
+    """Every diagnostic code with its severity and the Caffe behaviour behind it, then how to silence one."""
     out = []
     for code, (severity, doc) in CODES.items():
         out.append("%s (%s)\n    %s" % (code, severity, doc))
-    return "\n".join(out)
+    return "\n".join(out + ["", SILENCING])

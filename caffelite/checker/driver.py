@@ -20,10 +20,11 @@ from caffelite.common import TEST, TRAIN
 from caffelite.errors import CaffeliteError
 from caffelite.proto import caffe_pb2
 from caffelite.shape_inference import stage_variants
+from caffelite.suggest import parse_error_hint
 from caffelite.textloc import Field, Message, parse_locations
 from caffelite.upgrade import upgrade_net_as_needed
 
-__all__ = ["check_file", "check_text", "infer_shapes", "parse_shape"]
+__all__ = ["check_file", "check_text", "infer_shapes", "parse_shape", "solver_net_states"]
 
 
 def parse_shape(text: str) -> tuple[int, ...]:
@@ -63,7 +64,8 @@ def _parse(checker: NetChecker, message) -> bool:
         if "has no field named" in msg and any(d.code == "unknown-field" for d in checker.diags.values()):
             return False
         where = Field("", e.GetLine() or 0, e.GetColumn() or 1)
-        checker.report("parse-error", msg.replace("caffelite.", ""), where if e.GetLine() else None)
+        msg = msg.replace("caffelite.", "").rstrip() + parse_error_hint(msg)
+        checker.report("parse-error", msg, where if e.GetLine() else None)
         return False
     except (ValueError, TypeError) as e:
         checker.report("parse-error", str(e))
@@ -81,21 +83,86 @@ def _looks_like_solver(text: str) -> bool:
 
 def check_text(text: str, source: str = "<string>", *, inputs: dict | None = None,
                phases: list[int] | None = None, stages: list[str] | None = None,
-               allow_python_layers: bool = False, solver_base_lr: float | None = None) -> CheckResult:
-    """Check prototxt text (a net, or a solver when it looks like one)."""
+               allow_python_layers: bool = False, solver_base_lr: float | None = None,
+               solver_states: list | None = None, weights: dict | None = None,
+               ignore: list[str] | None = None) -> CheckResult:
+    """Check prototxt text (a net, or a solver when it looks like one).
+
+    ``solver_states``: the (phase, NetState, test net) a solver builds this net in (:func:`solver_net_states`);
+    without it the net is checked in TRAIN and TEST, with and without each stage its rules mention.
+    ``weights``: layer name -> LayerParameter of a .caffemodel (:func:`read_weights`); ``ignore``: codes
+    not to report.
+    """
     if _looks_like_solver(text):
-        return _check_solver_text(text, source, inputs or {}, phases, allow_python_layers)
-    checker = NetChecker(source, text, inputs or {}, allow_python_layers, solver_base_lr)
+        return _ignored(_check_solver_text(text, source, inputs or {}, phases, allow_python_layers,
+                                           weights=weights), ignore)
+    checker = NetChecker(source, text, inputs or {}, allow_python_layers, solver_base_lr, weights)
     result = CheckResult(source)
     param = caffe_pb2.NetParameter()
     if _parse(checker, param):
-        _check_net(checker, param, phases, stages)
+        _check_net(checker, param, phases, stages, solver_states)
     result.diagnostics = checker.finish()
     result.shapes = checker.shapes
+    return _ignored(result, ignore)
+
+
+def _ignored(result: CheckResult, ignore) -> CheckResult:
+    if ignore:
+        result.diagnostics = [d for d in result.diagnostics if d.code not in set(ignore)]
     return result
 
 
-def _check_net(checker: NetChecker, param, phases, stages=None) -> None:
+def read_weights(paths: str) -> dict:
+    """Layer name -> LayerParameter (with its blobs) of .caffemodels, upgraded as Caffe reads them.
+
+    ``paths``: comma-separated, as Caffe's ``-weights``; a later file's layer replaces an earlier one's.
+    """
+    from caffelite.upgrade import read_net_param_binary
+
+    layers = {}
+    for path in (p for p in paths.split(",") if p):
+        layers.update((lp.name, lp) for lp in read_net_param_binary(path).layer)
+    return layers
+
+
+def _state_label(phase: int, state, instance: int | None) -> str:
+    label = "TRAIN" if phase == TRAIN else "TEST"
+    if instance is not None:
+        label += " net #%d" % instance
+    if len(state.stage):
+        label += " stage=%s" % ",".join(state.stage)
+    if state.level:
+        label += " level=%d" % state.level
+    return label
+
+
+def solver_net_states(sp, role: tuple[str, int]) -> list[tuple[int, object, int | None]]:
+    """The states a solver builds one of its nets in, as Caffe's Solver::InitTrainNet/InitTestNets do.
+
+    ``role``: ("net", 0) for the generic net (``net``/``net_param``: the train net and every test net
+    that has no net of its own), ("train_net", 0), or ("test_net", i) for the i-th of
+    ``test_net_param`` then ``test_net``.  Returns (phase, the solver's NetState to merge after the
+    net's own, test-net instance or None) for each state; Caffe merges phase, then the net's
+    ``state``, then the solver's ``train_state``/``test_state(i)``.
+    """
+    kind, index = role
+    out = []
+    if kind in ("net", "train_net"):
+        out.append((TRAIN, sp.train_state, None))
+    num_tests = len(sp.test_net_param) + len(sp.test_net)
+    if kind == "net":
+        instances = list(range(num_tests, len(sp.test_iter)))
+    elif kind == "test_net":
+        instances = [index]
+    else:
+        instances = []
+    for i in instances:
+        out.append((TEST, sp.test_state[i] if i < len(sp.test_state) else caffe_pb2.NetState(),
+                    i if len(sp.test_iter) > 1 else None))
+    return out
+
+
+def _check_net(checker: NetChecker, param, phases, stages=None, solver_states=None) -> None:
     legacy = len(param.layers) > 0 or len(param.input_dim) > 0
     if legacy:
         checker.report("legacy-format", "net in a deprecated format (%s); Caffe upgrades it on load. "
@@ -113,6 +180,23 @@ def _check_net(checker: NetChecker, param, phases, stages=None) -> None:
         return
     checker.map_layers(param)
     checker.trainable_net = any(lp.type in LOSS_TYPES for lp in param.layer)
+    if solver_states is not None:  # exactly the states the solver builds: an error in any one is an error
+        seen = set()
+        for phase, solver_state, instance in solver_states:
+            state = caffe_pb2.NetState(phase=phase)
+            state.MergeFrom(param.state)
+            state.MergeFrom(solver_state)
+            if phases and state.phase not in phases:
+                continue
+            key = state.SerializeToString(deterministic=True)
+            if key in seen:
+                continue
+            seen.add(key)
+            checker.analyse(param, state.phase, tuple(state.stage), _state_label(state.phase, state, instance),
+                            state=state)
+        checker.phase_name = ""
+        checker.all_phases = sorted(checker.shapes)
+        return
     for phase in phases or [TRAIN, TEST]:
         name = "TRAIN" if phase == TRAIN else "TEST"
         variants = [(given, "%s stage=%s" % (name, ",".join(given)) if given else name)
@@ -132,8 +216,47 @@ def _check_net(checker: NetChecker, param, phases, stages=None) -> None:
     checker.all_phases = sorted(checker.shapes)
 
 
-def _check_solver_text(text, source, inputs, phases, allow_python) -> CheckResult:
-    """Check a solver, the nets it gives inline, and the net files it names that exist here."""
+def _solver_net_refs(sp) -> list[tuple[str, object, tuple[str, int]]]:
+    """Each net a solver gives: (field, path or inline NetParameter, role for :func:`solver_net_states`)."""
+    refs = []
+    for fld, role in (("net_param", ("net", 0)), ("train_net_param", ("train_net", 0)),
+                      ("net", ("net", 0)), ("train_net", ("train_net", 0))):
+        if sp.HasField(fld):
+            refs.append((fld, getattr(sp, fld), role))
+    for i, net in enumerate(sp.test_net_param):
+        refs.append(("test_net_param", net, ("test_net", i)))
+    for j, path in enumerate(sp.test_net):
+        refs.append(("test_net", path, ("test_net", len(sp.test_net_param) + j)))
+    return refs
+
+
+def _same_file(named: str, path: str) -> bool:
+    """Whether the solver's net path (relative to where Caffe runs) names ``path``."""
+    if os.path.exists(named) and os.path.exists(path):
+        return os.path.samefile(named, path)
+    named, path = os.path.normpath(named), os.path.normpath(os.path.abspath(path))
+    return path == os.path.abspath(named) or path.endswith(os.sep + named.lstrip(os.sep + "."))
+
+
+def _states_for_path(sp, path: str) -> list:
+    """The states the solver builds the net file ``path`` in (every state when it names no such file)."""
+    states = []
+    for _fld, ref, role in _solver_net_refs(sp):
+        if isinstance(ref, str) and _same_file(ref, path):
+            states += solver_net_states(sp, role)
+    if not states:  # the solver names another copy of it: the train net and every test net
+        states = [(TRAIN, sp.train_state, None)] + [
+            (TEST, sp.test_state[i] if i < len(sp.test_state) else caffe_pb2.NetState(),
+             i if len(sp.test_iter) > 1 else None) for i in range(len(sp.test_iter))]
+    return states
+
+
+def _check_solver_text(text, source, inputs, phases, allow_python, skip: str | None = None,
+                       weights: dict | None = None) -> CheckResult:
+    """Check a solver, the nets it gives inline, and the net files it names that exist here (but ``skip``).
+
+    Each net is checked in the states the solver builds it in (train_state, each test_state).
+    """
     checker = NetChecker(source, text, inputs, allow_python)
     result = CheckResult(source)
     param = caffe_pb2.SolverParameter()
@@ -141,22 +264,28 @@ def _check_solver_text(text, source, inputs, phases, allow_python) -> CheckResul
     if _parse(checker, param):
         check_solver_param(checker, param)
         base_lr = param.base_lr if param.HasField("base_lr") else None
-        for fld in ("net_param", "train_net_param"):
-            if not param.HasField(fld):
-                continue
-            sub = NetChecker(source, text, inputs, allow_python, base_lr)  # locations inside the solver file
-            sub.tree = checker.tree.get(fld).message or Message()
-            _check_net(sub, getattr(param, fld), phases)
-            for d in sub.finish():
-                checker.diags[(d.code, d.line, d.column, d.message)] = d
-            checker.shapes.update(sub.shapes)
-        for fld in ("net", "train_net"):
-            path = getattr(param, fld)
-            if path and os.path.isfile(path):  # Caffe resolves it against the working directory
-                net_text, _ = _read(path)
-                if net_text is not None:
-                    extra += check_text(net_text, path, inputs=inputs, phases=phases,
-                                        allow_python_layers=allow_python, solver_base_lr=base_lr).diagnostics
+        inline_trees = {"test_net_param": [f.message for f in checker.tree.all("test_net_param")]}
+        files: dict[str, list] = {}
+        for fld, ref, role in _solver_net_refs(param):
+            states = solver_net_states(param, role)
+            if not isinstance(ref, str):
+                sub = NetChecker(source, text, inputs, allow_python, base_lr, weights)  # places in the solver file
+                if fld == "test_net_param":
+                    trees = inline_trees[fld]
+                    sub.tree = (trees[role[1]] if role[1] < len(trees) else None) or Message()
+                else:
+                    sub.tree = checker.tree.get(fld).message or Message()
+                _check_net(sub, ref, phases, solver_states=states)
+                for d in sub.finish():
+                    checker.diags[(d.code, d.line, d.column, d.message)] = d
+                checker.shapes.update(sub.shapes)
+            elif os.path.isfile(ref) and not (skip is not None and _same_file(ref, skip)):
+                files.setdefault(os.path.realpath(ref), [ref, []])[1].extend(states)
+        for path, states in files.values():  # Caffe resolves the paths against the working directory
+            net_text, _ = _read(path)
+            if net_text is not None:
+                extra += check_text(net_text, path, inputs=inputs, phases=phases, allow_python_layers=allow_python,
+                                    solver_base_lr=base_lr, solver_states=states, weights=weights).diagnostics
     result.diagnostics = checker.finish() + extra
     result.shapes = checker.shapes
     return result
@@ -164,8 +293,16 @@ def _check_solver_text(text, source, inputs, phases, allow_python) -> CheckResul
 
 def check_file(path: str, *, solver: str | None = None, inputs: dict | None = None,
                phases: list[int] | None = None, stages: list[str] | None = None,
-               allow_python_layers: bool = False) -> CheckResult:
-    """Check a net prototxt (and optionally a solver): what ``caffelite check`` prints."""
+               allow_python_layers: bool = False, weights: str | None = None,
+               ignore: list[str] | None = None) -> CheckResult:
+    """Check a net prototxt (and optionally a solver): what ``caffelite check`` prints.
+
+    With ``solver``, the net is checked in exactly the states the solver builds it in (its
+    train_state, each test_state), and each diagnostic is reported once.  ``weights``: the
+    .caffemodel(s) the net starts from (comma-separated; default: the solver's ``weights`` when
+    those files exist): checked to fit, and the layers they give need no weight_filler.
+    ``ignore``: codes not to report.
+    """
     path = os.fspath(path)
     text, err = _read(path)
     if text is None:
@@ -173,25 +310,44 @@ def check_file(path: str, *, solver: str | None = None, inputs: dict | None = No
         result.diagnostics.append(Diagnostic("file-unreadable", err, path))
         return result
     base_lr = None
-    solver_result = None
+    solver_states = None
+    stext = None
     if solver is not None:
         stext, serr = _read(solver)
         if stext is None:
             result = CheckResult(path, unreadable=True)
             result.diagnostics.append(Diagnostic("file-unreadable", serr, solver))
             return result
-        solver_result = _check_solver_text(stext, solver, inputs or {}, phases, allow_python_layers)
         sp = caffe_pb2.SolverParameter()
         try:
             text_format.Parse(stext, sp, allow_unknown_field=True)
-            base_lr = sp.base_lr if sp.HasField("base_lr") else None
         except text_format.ParseError:
             pass
+        else:
+            base_lr = sp.base_lr if sp.HasField("base_lr") else None
+            if stages is None:
+                solver_states = _states_for_path(sp, path)
+            named = [w for entry in sp.weights for w in entry.split(",") if w]
+            if weights is None and named and all(os.path.isfile(w) for w in named):
+                weights = ",".join(named)  # the solver's own weights: what `caffe train` finetunes from
+    weight_layers = None
+    if weights is not None:
+        try:
+            weight_layers = read_weights(weights)
+        except CaffeliteError as e:
+            result = CheckResult(path, unreadable=True)
+            result.diagnostics.append(Diagnostic("file-unreadable", "--weights: %s" % error_text(e), weights))
+            return result
+    solver_result = None
+    if stext is not None:
+        solver_result = _check_solver_text(stext, solver, inputs or {}, phases, allow_python_layers, skip=path,
+                                           weights=weight_layers)
     result = check_text(text, path, inputs=inputs, phases=phases, stages=stages,
-                        allow_python_layers=allow_python_layers, solver_base_lr=base_lr)
+                        allow_python_layers=allow_python_layers, solver_base_lr=base_lr,
+                        solver_states=solver_states, weights=weight_layers)
     if solver_result is not None:
         result.diagnostics = solver_result.diagnostics + result.diagnostics
-    return result
+    return _ignored(result, ignore)
 
 
 def infer_shapes(path: str, phase: int = TEST, inputs: dict | None = None, stages: list[str] | None = None,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from google.protobuf import text_format
 
+from caffelite.checker.codes import NOTE
 from caffelite.checker.report import Reporter, did_you_mean, error_field, error_text
 from caffelite.errors import (
     BlobMemoryError,
@@ -32,7 +33,9 @@ from caffelite.net_passes import (
     unknown_bottom_message,
 )
 from caffelite.proto import caffe_pb2
+from caffelite.protoio import weights_mismatch
 from caffelite.shape_inference import ShapeInference
+from caffelite.suggest import fork_layer_hint
 
 __all__ = ["NetChecker", "BVLC_TYPES", "LOSS_TYPES", "NORMALIZED_LOSSES", "LABELED_TYPES", "NO_BACKWARD",
            "FILE_DATA_TYPES", "WEIGHTED_TYPES", "LARGE_SPATIAL", "SOFTMAX_REWRITE"]
@@ -54,6 +57,8 @@ FILE_DATA_TYPES = layer_types_where(lambda c: c.reads_source)
 DATA_TYPES = layer_types_where(lambda c: c.provides_data)
 WEIGHTED_TYPES = layer_types_where(lambda c: c.weight_param is not None)
 LARGE_SPATIAL = 1000  # positions per image above which an unnormalized loss is flagged
+# base_lr·positions at most this: the solver's rate accounts for a summed loss (BVLC's normalized nets use <= 0.1)
+NORMALIZED_LR_MAX = 0.1
 
 SOFTMAX_REWRITE = ('layer {{ name: "{name}" type: "SoftmaxWithLoss" bottom: "{score}" bottom: "{label}"\n'
                    '        top: "{loss}"{rest} }}\n'
@@ -67,27 +72,34 @@ class NetChecker(Reporter):
     """The diagnostics of one net prototxt, checked in one or more NetStates (:meth:`analyse`).
 
     ``inputs``: blob -> shape given on the command line; ``solver_base_lr``: the base_lr of the
-    solver that trains the net, if known (to say how an unnormalized loss scales it).
+    solver that trains the net, if known (to say how an unnormalized loss scales it); ``weights``:
+    the layers of a .caffemodel the net starts from (checked to fit; their params need no filler).
     """
 
     def __init__(self, source: str, text: str, inputs: dict[str, tuple[int, ...]], allow_python: bool,
-                 solver_base_lr: float | None = None):
+                 solver_base_lr: float | None = None, weights: dict | None = None):
         super().__init__(source, text)
         self.inputs = dict(inputs)
         self.allow_python = allow_python
         self.base_lr = solver_base_lr
+        self.weights = weights  # layer name -> its LayerParameter in the --weights .caffemodel (None: none given)
         self.shapes: dict[str, dict[str, list[int] | None]] = {}  # NetState label -> blob -> shape
         self.trainable_net = False
 
     # --- per-NetState analysis ---------------------------------------------------------
-    def analyse(self, param, phase: int, stages: tuple[str, ...], label: str) -> None:
-        """Filter the net for (phase, stages) as Caffe's FilterNet does, then walk its layers."""
+    def analyse(self, param, phase: int, stages: tuple[str, ...], label: str, state=None) -> None:
+        """Filter the net for (phase, stages) as Caffe's FilterNet does, then walk its layers.
+
+        ``state``: the whole NetState (a solver's, with level) instead of (phase, stages).
+        """
         self.phase_name = label
-        state = caffe_pb2.NetState()
-        state.CopyFrom(param.state)
-        state.phase = phase
-        del state.stage[:]
-        state.stage.extend(stages)
+        if state is None:
+            state = caffe_pb2.NetState()
+            state.CopyFrom(param.state)
+            state.phase = phase
+            del state.stage[:]
+            state.stage.extend(stages)
+        phase = state.phase
         self.net_has_inputs = bool(len(param.input)) or any(lp.type == "Input" for lp in param.layer)
         self.net_has_data = any(lp.type in DATA_TYPES | {"Python"}
                                 and not len(lp.bottom) for lp in param.layer)
@@ -102,6 +114,8 @@ class NetChecker(Reporter):
                 continue
             if layer_included(state, lp):
                 kept.append(k)
+        self.unfilled: list[tuple[int, str, str]] = []  # (layer index, name, sub-message) without weight_filler
+        self.filled = 0
         for k in kept:
             lp = caffe_pb2.LayerParameter()
             lp.CopyFrom(param.layer[k])
@@ -109,6 +123,7 @@ class NetChecker(Reporter):
                 lp.phase = phase
             self.layer(k, lp)
         self.check_accuracy_ignore()
+        self.report_unfilled()
         shapes = self.inference.shapes
         for name in self.inputs:
             if name not in shapes:
@@ -127,11 +142,16 @@ class NetChecker(Reporter):
             if b in shapes:
                 continue
             if ltype in LABELED_TYPES and j >= 1 and self.net_has_inputs and not self.net_has_data:
+                restricted = [r.phase for r in lp.include if r.HasField("phase")]
+                hint = ("Remove the layer from the deploy net, or use a Softmax layer for probabilities; in a "
+                        "train_val net, add include { phase: TRAIN }.")
+                if restricted:  # include { phase: TRAIN } would not help: no phase of a deploy net has labels
+                    hint = ("Remove the layer from the deploy net (it is already restricted to phase %s, and no "
+                            "phase of a deploy net has labels); use a Softmax layer for probabilities."
+                            % caffe_pb2.Phase.Name(restricted[0]))
                 self.report("deploy-loss", "%s layer '%s' needs the label '%s', which this deploy net does "
                             "not provide (Caffe: Unknown bottom blob '%s')." % (ltype, name, b, b),
-                            self.at(k, "bottom[%d]" % j), name,
-                            hint="Remove the layer from the deploy net, or use a Softmax layer for "
-                                 "probabilities; in a train_val net, add include { phase: TRAIN }.")
+                            self.at(k, "bottom[%d]" % j), name, hint=hint)
             else:
                 self.report("unknown-bottom", "%s.%s" % (unknown_bottom_message(b, name, j), did_you_mean(b, shapes)),
                             self.at(k, "bottom[%d]" % j), name)
@@ -142,6 +162,7 @@ class NetChecker(Reporter):
         error = self.inference.add_layer(lp, self.resolve_type(k, lp))
         if error is not None:
             self.report_setup_error(k, lp, error)
+        self.check_weights(k, lp)
         self.semantic_checks(k, lp, self.inference.bottom_shapes(lp))
 
     def resolve_type(self, k: int, lp):
@@ -161,6 +182,10 @@ class NetChecker(Reporter):
             self.report("unimplemented-layer", "%s is a BVLC Caffe layer that caffelite does not implement "
                         "yet; shapes after layer '%s' are unknown." % (ltype, lp.name), self.at(k, "type"),
                         lp.name)
+        elif fork_layer_hint(ltype):
+            self.report("unknown-layer-type", "Unknown layer type: %s. %s" % (ltype, fork_layer_hint(ltype)),
+                        self.at(k, "type"), lp.name,
+                        hint="BVLC Caffe (and caffelite) cannot build this net; a Caffe built from that fork can.")
         else:
             self.report("unknown-layer-type", "Unknown layer type: %s.%s" % (
                 ltype, did_you_mean(ltype, BVLC_TYPES | set(layer_type_list()))), self.at(k, "type"),
@@ -176,6 +201,9 @@ class NetChecker(Reporter):
                             % (lp.type, lp.name, error_text(e), list(lp.top)), self.at(k, "type"), lp.name)
             else:
                 self.report("layer-config", "%s" % error_text(e), self.at(k, error_field(e)), lp.name)
+        elif isinstance(e, BlobMemoryError) and "exceeds INT_MAX" in e.message:
+            self.report("blob-over-int-max", "%s (Caffe's Blob::Reshape CHECKs count <= INT_MAX and aborts)"
+                        % error_text(e), self.at(k, "top"), lp.name)
         elif isinstance(e, BlobMemoryError):
             self.report("too-large", error_text(e), self.at(k, "top"), lp.name)
         elif isinstance(e, LabelError):
@@ -193,6 +221,34 @@ class NetChecker(Reporter):
         else:  # a bug in a layer must not crash the checker
             self.report("internal", "setting up %s layer '%s' failed: %s: %s"
                         % (lp.type, lp.name, type(e).__name__, e), self.at(k, "type"), lp.name)
+
+    def report_unfilled(self) -> None:
+        """missing-weight-filler: per layer, or once when no layer has one (a net meant for loaded weights)."""
+        if len(self.unfilled) > 1 and not self.filled:
+            k, name, ltype, sub = self.unfilled[0]
+            names = [u[1] for u in self.unfilled]
+            self.report("missing-weight-filler", "no layer of this net has a weight_filler (%d layers: %s): its "
+                        "weights must come from a .caffemodel; trained from scratch, they would start as constant 0 "
+                        "and every unit of a layer would get the same gradient."
+                        % (len(names), ", ".join(names[:6]) + (", ..." if len(names) > 6 else "")),
+                        self.at(k, sub), name, severity=NOTE,
+                        hint="check that the weights fit with --weights W.caffemodel")
+            return
+        for k, name, ltype, sub in self.unfilled:
+            self.report("missing-weight-filler", "%s layer '%s' has no weight_filler: its weights start "
+                        "as constant 0 (Caffe's default filler), so its outputs get identical gradients "
+                        "and never differ, unless weights are loaded from a .caffemodel."
+                        % (ltype, name), self.at(k, sub), name,
+                        hint="add %s { weight_filler { type: \"xavier\" } } (or gaussian/msra), or give the "
+                             "weights with --weights W.caffemodel" % sub)
+
+    def check_weights(self, k: int, lp) -> None:
+        """--weights: the .caffemodel's blobs for this layer fit its parameters (Caffe's CopyTrainedLayersFrom)."""
+        if self.weights is None or lp.name not in self.weights or lp.name not in self.inference.param_shapes:
+            return
+        message = weights_mismatch(self.inference.param_shapes[lp.name], self.weights[lp.name])
+        if message is not None:
+            self.report("weights-mismatch", message, self.at(k, "name"), lp.name)
 
     # --- checks that need no shapes ----------------------------------------------------
     def static_checks(self, k: int, lp) -> None:
@@ -232,12 +288,11 @@ class NetChecker(Reporter):
         if ltype in WEIGHTED_TYPES and self.trainable_net:
             sub = layer_class(ltype).weight_param
             frozen = len(lp.param) > 0 and all(s.HasField("lr_mult") and s.lr_mult == 0 for s in lp.param[:1])
-            if not getattr(lp, sub).HasField("weight_filler") and not frozen:
-                self.report("missing-weight-filler", "%s layer '%s' has no weight_filler: its weights start "
-                            "as constant 0 (Caffe's default filler), so its outputs get identical gradients "
-                            "and never differ, unless weights are loaded from a .caffemodel."
-                            % (ltype, name), self.at(k, sub), name,
-                            hint="add %s { weight_filler { type: \"xavier\" } } (or gaussian/msra)" % sub)
+            loaded = self.weights is not None and len(self.weights.get(name, caffe_pb2.LayerParameter()).blobs) > 0
+            if getattr(lp, sub).HasField("weight_filler"):
+                self.filled += 1
+            elif not (frozen or loaded):
+                self.unfilled.append((k, name, ltype, sub))
         lp_loss = lp.loss_param
         if lp.HasField("loss_param") and ltype in LOSS_TYPES:
             has_norm, has_legacy = lp_loss.HasField("normalization"), lp_loss.HasField("normalize")
@@ -269,7 +324,12 @@ class NetChecker(Reporter):
         if ltype == "SoftmaxWithLoss" and len(lp.top) == 2:
             rest = ""
             if lp.HasField("loss_param"):
-                rest = " loss_param { %s }" % text_format.MessageToString(lp.loss_param, as_one_line=True)
+                portable = caffe_pb2.LossParameter()
+                portable.CopyFrom(lp.loss_param)
+                if portable.HasField("normalize"):  # deprecated, and ignored beside normalization
+                    portable.normalization = resolved_normalization(lp.loss_param, self.default_norm(ltype))
+                    portable.ClearField("normalize")
+                rest = " loss_param { %s }" % text_format.MessageToString(portable, as_one_line=True)
             axis = ""
             if lp.HasField("softmax_param"):
                 axis = " softmax_param { %s }" % text_format.MessageToString(lp.softmax_param, as_one_line=True)
@@ -341,12 +401,19 @@ class NetChecker(Reporter):
             lr = ("; this solver's base_lr %g acts like %g on a VALID-normalized loss" % (self.base_lr,
                                                                                         self.base_lr * inner)
                   if self.base_lr is not None else "")
+            accounted = self.base_lr is not None and self.base_lr * inner <= NORMALIZED_LR_MAX
+            if accounted:
+                lr += ", which accounts for the sum"
             self.report("unnormalized-loss", "%s loss '%s' is summed over %d positions per image (%s): loss "
                         "and gradients are ~%d× those of VALID/FULL normalization, so the learning rate must be "
                         "~%d× smaller; FCN's normalize: false nets train with base_lr 1e-10 (momentum 0.99)%s."
                         % (ltype, name, inner, _norm_name(mode), inner, inner, lr),
                         self.at(k, "loss_param.normalize" if lpar.HasField("normalize") else
-                                "loss_param.normalization"), name)
+                                "loss_param.normalization"), name, severity=NOTE if accounted else "")
+
+    @staticmethod
+    def default_norm(ltype: str) -> int:
+        return NORMALIZED_LOSSES.get(ltype, _Norm.VALID)
 
     def check_accuracy_ignore(self) -> None:
         for k, label, acc_ignore in self.accuracies:

@@ -8,14 +8,15 @@ collects diagnostics while a check runs, locating each in the prototxt through
 
 from __future__ import annotations
 
-import difflib
 import json
+import re
 from dataclasses import dataclass, field
 
-from caffelite.checker.codes import CODES, ERROR, FORK_FIELDS, NOTE, WARNING
+from caffelite.checker.codes import CODES, ERROR, NOTE, WARNING
+from caffelite.suggest import FORK_FIELDS, did_you_mean
 from caffelite.textloc import Field, Message, find, parse_locations
 
-__all__ = ["Diagnostic", "CheckResult", "Reporter", "did_you_mean", "error_text", "error_field"]
+__all__ = ["Diagnostic", "CheckResult", "Reporter", "did_you_mean", "error_text", "error_field", "inline_ignores"]
 
 
 @dataclass
@@ -87,13 +88,30 @@ class CheckResult:
                            "shapes": self.shapes}, indent=2)
 
 
-def did_you_mean(name: str, candidates) -> str:
-    candidates = sorted(set(candidates))
-    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
-    if not close:
-        lowered = {c.lower(): c for c in candidates}
-        close = [lowered[name.lower()]] if name.lower() in lowered else []
-    return " Did you mean '%s'?" % close[0] if close else ""
+_IGNORE = re.compile(r"#\s*caffelite:\s*ignore\[([\w\s,-]+)\]")
+
+
+def inline_ignores(text: str) -> dict[int, set[str]]:
+    """Line -> codes silenced there by ``# caffelite: ignore[CODE, ...]``.
+
+    The comment silences the codes on its own line; written alone on a line, on the next line too.
+    On a layer's first line it silences them for the whole layer.
+    """
+    out: dict[int, set[str]] = {}
+    pending: set[str] = set()
+    for number, line in enumerate(text.splitlines(), 1):
+        codes = set()
+        for m in _IGNORE.finditer(line):
+            codes |= {c.strip() for c in m.group(1).split(",") if c.strip()}
+        code_part = line.split("#", 1)[0].strip()
+        if pending and code_part:
+            out.setdefault(number, set()).update(pending)
+            pending = set()
+        if codes:
+            out.setdefault(number, set()).update(codes)
+            if not code_part:
+                pending |= codes
+    return out
 
 
 def error_text(e: Exception) -> str:
@@ -176,12 +194,20 @@ class Reporter:
         self.layer_nodes = nodes
 
     def finish(self) -> list[Diagnostic]:
-        """Sorted diagnostics; phases are kept only for those not seen in every checked state."""
+        """Sorted diagnostics but those silenced inline; phases kept only for those not seen in every state."""
         everywhere = set(self.all_phases)
         for d in self.diags.values():
             if everywhere and set(d.phases) >= everywhere:
                 d.phases = []
-        return sorted(self.diags.values(), key=lambda d: (d.file, d.line or 0, d.column or 0, d.code))
+        ignored = inline_ignores(self.text)
+        layer_lines = {}
+        for node in self.layer_nodes:
+            name = node.get("name") if node is not None else None
+            if name is not None and name.value is not None:
+                layer_lines.setdefault(name.value, node.line)
+        kept = [d for d in self.diags.values()
+                if d.code not in ignored.get(d.line, ()) and d.code not in ignored.get(layer_lines.get(d.layer), ())]
+        return sorted(kept, key=lambda d: (d.file, d.line or 0, d.column or 0, d.code))
 
 
 def _search(msg: Message, name: str) -> Field | None:

@@ -73,6 +73,18 @@ def check_solver_param(checker: Reporter, p) -> None:
                        % ", ".join(nets), at(nets[1]), severity=ERROR)
     if not p.HasField("base_lr"):
         checker.report("solver-fields", "base_lr is not set (0): nothing is learned.", None)
+    num_tests = len(p.test_net_param) + len(p.test_net)
+    generic = p.HasField("net") or p.HasField("net_param")
+    if (len(p.test_iter) < num_tests) if generic else (len(p.test_iter) != num_tests):
+        besides = " besides the generic net" if generic else ""
+        checker.report("solver-fields", "test_iter must be specified for each test network (Caffe CHECK: %d test_iter, "
+                       "%d test net(s)%s)." % (len(p.test_iter), num_tests, besides),
+                       at("test_iter") or at("test_net"), severity=ERROR)
+    instances = max(len(p.test_iter), num_tests) if generic else num_tests
+    if len(p.test_state) and len(p.test_state) != instances:
+        checker.report("solver-fields", "test_state must be unspecified or specified once per test net (Caffe CHECK: "
+                       "%d test_state, %d test net(s))." % (len(p.test_state), instances), at("test_state"),
+                       severity=ERROR)
     if len(p.test_iter) and not p.test_interval:
         checker.report("solver-fields", "test_iter is set but test_interval is 0: Caffe never tests.",
                        at("test_iter"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import runpy
 import sys
 import traceback
@@ -40,6 +41,16 @@ def run_script(script: str, script_args: list[str]) -> int:
     sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
     try:
         runpy.run_path(script, run_name="__main__")
+    except SyntaxError as e:
+        if e.filename and os.path.abspath(e.filename) == os.path.abspath(script) or _python2(e):
+            print("".join(traceback.format_exception_only(type(e), e)).rstrip(), file=sys.stderr)  # no runpy frames
+        else:
+            traceback.print_exc()
+        if _python2(e):
+            print("caffelite run-pycaffe: %s looks like a Python 2 script (%s); caffelite runs on Python 3. Convert "
+                  "it with `2to3 -w %s` (shipped with Python up to 3.12) and run it again."
+                  % (e.filename or script, e.msg, e.filename or script), file=sys.stderr)
+        return 1
     except SystemExit as e:
         if e.code is None or isinstance(e.code, int):
             return int(e.code or 0)
@@ -51,6 +62,17 @@ def run_script(script: str, script_args: list[str]) -> int:
     finally:
         sys.argv, sys.path[:] = saved_argv, saved_path
     return 0
+
+
+_PY2 = re.compile(r"^\s*(print\s+[^\s(=]|exec\s+[\"']|except\s+[\w.]+\s*,\s*\w+\s*:|raise\s+\w+\s*,)"
+                  r"|\b0\d+\b|`|\bur[\"']|<>")
+
+
+def _python2(e: SyntaxError) -> bool:
+    """Whether a SyntaxError comes from Python 2 syntax (print statement, ``except E, e``, backticks, ...)."""
+    if "Missing parentheses in call to" in (e.msg or ""):
+        return True
+    return bool(e.text and _PY2.search(e.text))
 
 
 def run(args) -> int:

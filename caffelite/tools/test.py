@@ -12,7 +12,7 @@ import logging
 import numpy as np
 
 from caffelite.errors import NetError
-from caffelite.tools.train import ToolLogging, add_common, refuse_gpu, stages_from
+from caffelite.tools.train import ToolLogging, add_common, gpu_flag, stages_from
 
 log = logging.getLogger("caffelite.tools")
 
@@ -51,7 +51,7 @@ def load_net(args, default_phase: str):
 
 
 def run(args) -> int:
-    refuse_gpu(args)
+    gpu_flag(args)
     if not args.model:
         raise NetError("Need a model definition to score. (give --model FILE)", field="model")
     if not args.weights:

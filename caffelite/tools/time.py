@@ -2,7 +2,8 @@
 
 Caffe: tools/caffe.cpp (``time``).  One warm-up forward and backward pass, then ``--iterations``
 timed passes; reports each layer's average forward and backward time, the averages of whole
-passes and the total, in Caffe's words.
+passes and the total, in Caffe's words.  As Caffe's, the timed backward pass runs every layer's
+Backward, needed or not (a deploy net's weight gradients included), so the numbers compare.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import time
 
 from caffelite.errors import NetError
 from caffelite.tools.test import add_net_arguments, load_net
-from caffelite.tools.train import ToolLogging, refuse_gpu
+from caffelite.tools.train import ToolLogging, gpu_flag
 
 log = logging.getLogger("caffelite.tools")
 
@@ -27,7 +28,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    refuse_gpu(args)
+    gpu_flag(args)
     if not args.model:
         raise NetError("Need a model definition to time. (give --model FILE)", field="model")
     if args.iterations < 1:
@@ -40,7 +41,7 @@ def run(args) -> int:
         log.info("Performing Backward")
         net.backward_from_to()
         layers, names = net.layers, list(net.layer_dict)
-        need_backward = net.layer_need_backward
+        bottom_vecs, top_vecs, bottom_need_backward = net.bottom_vecs, net.top_vecs, net.bottom_need_backward
         n = len(layers)
         fwd, bwd = [0.0] * n, [0.0] * n
         fwd_total = bwd_total = 0.0
@@ -56,10 +57,9 @@ def run(args) -> int:
             t_fwd = time.perf_counter()
             fwd_total += t_fwd - t_iter
             for i in range(n - 1, -1, -1):
-                if need_backward[i]:  # layers without backward (data, labels) cost nothing here
-                    t = time.perf_counter()
-                    net.backward_from_to(i, i)
-                    bwd[i] += time.perf_counter() - t
+                t = time.perf_counter()
+                layers[i].run_backward(top_vecs[i], bottom_need_backward[i], bottom_vecs[i])
+                bwd[i] += time.perf_counter() - t
             bwd_total += time.perf_counter() - t_fwd
             log.info("Iteration: %d forward-backward time: %.6g ms.", j + 1, (time.perf_counter() - t_iter) * 1e3)
         total = time.perf_counter() - start

@@ -17,7 +17,7 @@ import os
 import sys
 import time
 
-from caffelite.errors import SolverError, UnsupportedError
+from caffelite.errors import SolverError
 
 log = logging.getLogger("caffelite.tools")
 
@@ -105,14 +105,17 @@ def stages_from(text: str | None) -> list[str]:
     return [s for s in (text or "").split(",") if s]
 
 
-def refuse_gpu(args) -> None:
+def gpu_flag(args) -> None:
+    """Caffe's ``-gpu IDS``: this engine runs on the CPU, so say so once and go on (as ``solver_mode: GPU``
+    and ``set_mode_gpu()`` do), so that existing shell scripts run.  The one place that reads ``--gpu``."""
     if getattr(args, "gpu", None):
-        raise UnsupportedError("caffelite runs on the CPU only: -gpu %s is not supported (drop the flag; "
-                               "the same commands run on the CPU)" % args.gpu, field="gpu")
+        print("caffelite %s: warning: -gpu %s ignored: this engine runs on the CPU"
+              % (getattr(args, "command", None) or "", args.gpu), file=sys.stderr)
 
 
 def add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--gpu", metavar="IDS", help="not supported: caffelite runs on the CPU")
+    p.add_argument("--gpu", metavar="IDS", help="accepted for Caffe's scripts and ignored (with a warning): "
+                                                "this engine runs on the CPU")
     p.add_argument("--log", metavar="FILE", help="also write the log to FILE")
 
 
@@ -142,7 +145,7 @@ def run(args) -> int:
     from caffelite.solvers import SignalHandler, create_solver, snapshot_prefix_property
     from caffelite.upgrade import read_solver_param
 
-    refuse_gpu(args)
+    gpu_flag(args)
     if not args.solver:
         raise SolverError("Need a solver definition to train. (give --solver FILE)", field="solver")
     if args.snapshot and args.weights:
