@@ -3,10 +3,9 @@
 import os
 import shutil
 
-import pytest
-
 from caffelite.checker import check_file
 from caffelite.cli import main
+from tests.fixtures import committed
 
 CORPUS = os.path.join(os.path.dirname(__file__), "corpus")
 BVLC = os.path.join(CORPUS, "BVLC__caffe")
@@ -142,9 +141,11 @@ def _solver_net_pairs():
     return pairs
 
 
-@pytest.mark.skipif(not _solver_net_pairs(), reason="tests/corpus/ is not present")
 def test_stock_bvlc_corpus_nets_with_their_solvers_have_no_false_alarms(monkeypatch):
-    for root, solver, net in _solver_net_pairs():
+    committed("corpus", "MANIFEST.tsv")
+    pairs = _solver_net_pairs()
+    assert pairs, "no stock BVLC net with its solver found in tests/corpus/"
+    for root, solver, net in pairs:
         monkeypatch.chdir(root)
         result = check_file(net, solver=solver)
         text = result.format_text()
@@ -157,10 +158,8 @@ def test_stock_bvlc_corpus_nets_with_their_solvers_have_no_false_alarms(monkeypa
         assert not [d for d in result.diagnostics if d.code == "unnormalized-loss" and d.severity != "note"], text
 
 
-@pytest.mark.skipif(not os.path.isdir(os.path.join(CORPUS, "shelhamer__fcn.berkeleyvision.org")),
-                    reason="tests/corpus/ is not present")
 def test_fcn_solver_base_lr_accounts_for_its_unnormalized_loss(monkeypatch):
-    monkeypatch.chdir(os.path.join(CORPUS, "shelhamer__fcn.berkeleyvision.org", "voc-fcn32s"))
+    monkeypatch.chdir(committed("corpus", "shelhamer__fcn.berkeleyvision.org", "voc-fcn32s"))
     inputs = {"data": (1, 3, 500, 500), "label": (1, 1, 500, 500)}
     alone = [d for d in check_file("train.prototxt", inputs=inputs).diagnostics if d.code == "unnormalized-loss"]
     assert alone and alone[0].severity == "warning"  # without the solver its base_lr is unknown
