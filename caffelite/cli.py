@@ -13,6 +13,7 @@ import importlib.util
 import sys
 
 from caffelite._version import __version__
+from caffelite.compute.parallel import set_num_threads
 from caffelite.errors import CaffeliteError
 
 # subcommand -> module under caffelite.tools (a module not present yet is simply not offered)
@@ -58,10 +59,14 @@ def build_parser() -> argparse.ArgumentParser:
         prog="caffelite",
         description="Caffe, reborn in pure Python: train, test, time, check and explain Caffe nets.")
     parser.add_argument("--version", action="version", version="caffelite " + __version__)
+    threads = dict(type=int, metavar="N", help="compute with N threads (default: OMP_NUM_THREADS / "
+                   "OPENBLAS_NUM_THREADS, else every core)")
+    parser.add_argument("--threads", **threads)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for _command, module in _available():
         p = module.add_parser(sub)
         p.set_defaults(_run=module.run)
+        p.add_argument("--threads", default=argparse.SUPPRESS, **threads)  # also after the command
     return parser
 
 
@@ -74,6 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
+    if args.threads is not None:
+        if args.threads < 1:
+            parser.error("--threads must be >= 1 (got %d)" % args.threads)
+        set_num_threads(args.threads)
     try:
         return int(args._run(args) or 0)
     except CaffeliteError as e:

@@ -18,6 +18,7 @@ import numpy as np
 
 from caffelite.blob import Blob
 from caffelite.common import TEST, TRAIN
+from caffelite.compute.parallel import single_threaded_blas
 from caffelite.errors import BackwardError, LayerError
 from caffelite.proto import caffe_pb2
 
@@ -147,7 +148,8 @@ class Layer:
     def run_forward(self, bottom: Sequence[Blob], top: Sequence[Blob]) -> float:
         """Caffe's Layer::Forward: reshape, forward, and return the weighted loss of the tops."""
         self.reshape(bottom, top)
-        self.forward(bottom, top)
+        with single_threaded_blas():  # our threads over a one-thread BLAS (a no-op inside a net pass)
+            self.forward(bottom, top)
         loss = 0.0
         for top_id, weight in enumerate(self._loss):
             if weight:
@@ -162,7 +164,8 @@ class Layer:
         """Caffe's Layer::Backward."""
         if not self.has_backward and not any(propagate_down):
             return
-        self.backward(top, propagate_down, bottom)
+        with single_threaded_blas():
+            self.backward(top, propagate_down, bottom)
 
     def check_blob_counts(self, bottom: Sequence[Blob], top: Sequence[Blob]) -> None:
         """Caffe's Layer::CheckBlobCounts, with its messages."""

@@ -216,6 +216,8 @@ class ConvolutionLayer(_BaseConvolution):
         g = self.geom
         # scratch arrays of the products (and of the columns: g.ws, self.wide.ws), new for new shapes
         self.ws = g.ws = Workspace()
+        self.tuners = {}  # role -> parallel.Tuner: threads or not, timed for these shapes
+        self.depthwise = self.group == self.channels == self.num_output and not g.is_1x1
         self.wide = self.back = None
         if WIDE and not g.is_1x1 and all(s == 1 for s in g.stride):
             self.wide = WideColumns(self.in_spatial, g.kernel, g.pad, g.dilation)
@@ -238,24 +240,39 @@ class ConvolutionLayer(_BaseConvolution):
             return _to_rows(x.reshape(x.shape[0], self.channels, -1))
         return self.geom.cols(x, self.out_spatial)
 
+    def _tuner(self, role: str) -> parallel.Tuner:
+        t = self.tuners.get(role)
+        if t is None:
+            t = self.tuners[role] = parallel.Tuner()
+        return t
+
     def _grouped(self, a: np.ndarray, b: np.ndarray, out: np.ndarray, ta: bool = False) -> np.ndarray:
-        """out_g = a_g @ b_g per group (a_g^T with ``ta``); a's rows are split by output channels."""
+        """out_g = a_g @ b_g per group (a_g^T with ``ta``); a's rows are split by output channels.  One group:
+        the product's tiles (parallel.tiles), several: the groups, in threads when they pay."""
         go = self.num_output // self.group
         kb = b.shape[0] // self.group
         ko = out.shape[0] // self.group
-        for g in range(self.group):
+        role = "grouped.T" if ta else "grouped"
+        if self.group == 1:
+            parallel.matmul(a.T if ta else a, b, out, self._tuner(role))
+            return out
+
+        def group(g):
             ag = a[g * go:(g + 1) * go]
             np.matmul(ag.T if ta else ag, b[g * kb:(g + 1) * kb], out=out[g * ko:(g + 1) * ko])
+        if out.size >= parallel.TILE_MIN // 8:
+            parallel.map_parts(group, range(self.group), self._tuner(role))
+        else:
+            for g in range(self.group):
+                group(g)
         return out
 
     def _map_chunks(self, fn) -> list:
-        """``fn`` on every image chunk; for big layers in worker threads, the BLAS single-threaded meanwhile."""
+        """``fn`` on every image chunk; for big layers in worker threads (when they pay), over a one-thread BLAS."""
         if self.col_count < parallel.PARALLEL_MIN or len(self.chunks) < 2:
             return [fn(chunk) for chunk in self.chunks]
-        with parallel.single_threaded_blas() as threads:
-            if threads:
-                return parallel.map_parts(fn, self.chunks)
-        return [fn(chunk) for chunk in self.chunks]
+        with parallel.single_threaded_blas():
+            return parallel.map_parts(fn, self.chunks, self._tuner("chunks"))
 
     def forward(self, bottom, top):
         w = self._w()
@@ -265,9 +282,19 @@ class ConvolutionLayer(_BaseConvolution):
             y = self._nd(t.data, self.num_output, self.out_spatial)
             y3 = y.reshape(self.num, self.num_output, -1)
             if self.geom.is_1x1 and self.group == 1:  # no im2col: one product per image, straight into top
-                np.matmul(w, x.reshape(self.num, self.channels, -1), out=y3)
-                if bias is not None:
-                    y3 += bias
+                x3 = x.reshape(self.num, self.channels, -1)
+                parts = [(i, t) for i in range(self.num) for t in parallel.tiles(*w.shape, x3.shape[2])]
+
+                def tile(part, x3=x3, y3=y3):
+                    i, (rows, cols) = part
+                    np.matmul(w[rows], x3[i][:, cols], out=y3[i][rows, cols])
+                    if bias is not None:
+                        y3[i][rows, cols] += bias[rows]
+                with parallel.single_threaded_blas():
+                    parallel.map_parts(tile, parts, self._tuner("1x1"))
+            elif self.depthwise:
+                self._depthwise(x, y, w.reshape((self.channels,) + self.geom.kernel), self.blobs[1].data
+                                if self.bias_term else None)
             else:
                 def chunk(span, x=x, y=y, y3=y3):
                     n0, n1 = span
@@ -280,6 +307,37 @@ class ConvolutionLayer(_BaseConvolution):
                     else:
                         _from_rows(rows, y3[n0:n1])
                 self._map_chunks(chunk)
+
+    def _depthwise(self, x: np.ndarray, y: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> None:
+        """group = channels = num_output: a direct stencil, each channel its own kernel (no im2col, no
+        per-group product), tap by tap in convolution_reference's order; channel ranges in threads."""
+        g = self.geom
+        n, c = x.shape[:2]
+        padded = tuple(s + 2 * p for s, p in zip(self.in_spatial, g.pad))
+        interior = tuple(slice(p, p + s) for s, p in zip(self.in_spatial, g.pad))
+        xp = self.ws.get("depthwise.pad", (n, c) + padded, x.dtype, zeros=True) if any(g.pad) else x
+        parts = parallel._split(c, min(parallel.MAX_TILES, max(1, y.size // (parallel.TILE_MIN // 16)), c))
+        windows = [tuple(slice(d * t, d * t + s * (o - 1) + 1, s) for t, d, s, o in
+                         zip(tap, g.dilation, g.stride, self.out_spatial)) for tap in np.ndindex(*g.kernel)]
+        ones = (1,) * len(padded)
+
+        def part(cs):
+            if xp is not x:
+                xp[(slice(None), cs) + interior] = x[:, cs]  # the border is never written: still zero
+            out = y[:, cs]
+            tmp = self.ws.get("depthwise.tmp", out.shape, out.dtype)
+            wc = w[cs].reshape(w[cs].shape[0], -1)
+            for t, window in enumerate(windows):
+                xs = xp[(slice(None), cs) + window]
+                wk = wc[:, t].reshape((-1,) + ones)
+                if t == 0:
+                    np.multiply(xs, wk, out=out)
+                else:
+                    out += np.multiply(xs, wk, out=tmp)
+            if b is not None:
+                out += b[cs].reshape((-1,) + ones)
+        with parallel.single_threaded_blas():
+            parallel.map_parts(part, parts, self._tuner("depthwise"))
 
     def backward(self, top, propagate_down, bottom):
         w = self._w()

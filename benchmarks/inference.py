@@ -1,0 +1,267 @@
+"""Batch-1 inference of real deploy nets, caffelite against OpenCV 4.14's dnn (``readNetFromCaffe``).
+
+Each net comes from the corpus with its input set to batch 1 and random He-scaled weights saved as a
+``.caffemodel`` (see :func:`prepare`); the same prototxt, weights and input go to three worker
+processes: caffelite with its default threads, caffelite with one thread, and OpenCV 4.14 (installed
+apart from the test environment, which holds OpenCV 5: ``make bench`` puts it in ``.venv/opencv4``).
+The workers run in turns (a few forwards each, repeated), so a change in the machine's load hits all
+of them; the figures are medians.  Every net runs twice: on the machine as it is, and with a competing
+busy process on one core.  Reported per net: median ms of each engine, caffelite / OpenCV, caffelite /
+caffelite one-thread, the max output difference (relative to the output's largest value), each worker's
+peak resident memory, and the load average.
+
+Run: ``python -m benchmarks.inference`` (or ``make bench``); ``--nets AlexNet,MobileNet`` picks nets,
+``--profile NET`` prints caffelite's time per layer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+OPENCV4 = os.environ.get("CAFFELITE_OPENCV4", os.path.join(ROOT, ".venv", "opencv4"))
+
+# (name, corpus file, target caffelite / OpenCV on a quiet machine, from issue 12)
+NETS = [
+    ("AlexNet", "BVLC__caffe/models/bvlc_alexnet/deploy.prototxt", 1.0),
+    ("GoogLeNet", "BVLC__caffe/models/bvlc_googlenet/deploy.prototxt", 1.0),
+    ("ResNet-50", "KaimingHe__deep-residual-networks/prototxt/ResNet-50-deploy.prototxt", 1.0),
+    ("SqueezeNet 1.1", "forresti__SqueezeNet/SqueezeNet_v1.1/deploy.prototxt", 1.0),
+    ("MobileNet", "shicai__MobileNet-Caffe/mobilenet_deploy.prototxt", 1.5),
+]
+ROUNDS, PER_ROUND = 5, 3  # turns per engine, forwards per turn
+
+
+def prepare(rel: str, folder: str) -> tuple[str, str, str]:
+    """(prototxt, caffemodel, input .npy) of the corpus net at batch 1 with He-scaled random weights."""
+    import caffelite
+    from benchmarks.nets import corpus_path
+    from caffelite.protoio import write_text_proto
+    from caffelite.upgrade import read_net_param
+
+    param = read_net_param(corpus_path(rel))
+    for layer in param.layer:
+        if layer.type == "Input":
+            for shape in layer.input_param.shape:
+                shape.dim[0] = 1
+    for shape in param.input_shape:
+        shape.dim[0] = 1
+    if param.input_dim:
+        param.input_dim[0] = 1
+    stem = os.path.join(folder, os.path.basename(os.path.dirname(rel)) + "_" + os.path.basename(rel)[:-9])
+    write_text_proto(stem + ".prototxt", param)
+    net = caffelite.Net(stem + ".prototxt", caffelite.TEST)
+    rng = np.random.default_rng(0)
+    for name, blobs in net.params.items():
+        kind = net.layer_dict[name].layer_type()
+        if kind == "BatchNorm":  # mean, variance, moving-average factor
+            blobs[0].data[...] = rng.normal(0, 0.1, blobs[0].shape)
+            blobs[1].data[...] = rng.uniform(0.5, 1.5, blobs[1].shape)
+            blobs[2].data[...] = 1
+            continue
+        for i, b in enumerate(blobs):
+            fan_in = int(np.prod(b.shape[1:])) if b.data.ndim > 1 else 1
+            if kind == "Scale" and i == 0:
+                b.data[...] = rng.uniform(0.5, 1.5, b.shape)
+            elif b.data.ndim > 1:
+                b.data[...] = rng.normal(0, np.sqrt(2.0 / fan_in), b.shape)
+            else:
+                b.data[...] = rng.normal(0, 0.01, b.shape)
+    net.save(stem + ".caffemodel")
+    data = rng.uniform(-1, 1, net.blobs[net.inputs[0]].shape).astype(np.float32)
+    np.save(stem + ".npy", data)
+    return stem + ".prototxt", stem + ".caffemodel", stem + ".npy"
+
+
+# --- workers: one engine each, driven over stdin ("run K" -> JSON times; "out PATH" -> saves the output) ---
+def _worker(engine: str, prototxt: str, weights: str, data_path: str) -> None:
+    data = np.load(data_path)
+    if engine == "opencv":
+        import cv2
+        net = cv2.dnn.readNetFromCaffe(prototxt, weights)
+
+        def forward():
+            net.setInput(data)
+            return net.forward()
+    else:
+        import caffelite
+        if engine == "caffelite-1":
+            caffelite.set_num_threads(1)
+        net = caffelite.Net(prototxt, caffelite.TEST, weights=weights)
+        name = net.inputs[0]
+
+        def forward():
+            net.blobs[name].data[...] = data
+            return net.forward()[net.outputs[0]]
+    out = forward()  # first run: allocation, page faults
+    for line in sys.stdin:
+        cmd, arg = line.split()
+        if cmd == "run":
+            times = []
+            for _ in range(int(arg)):
+                t0 = time.perf_counter()
+                out = forward()
+                times.append(time.perf_counter() - t0)
+            reply = {"times": times, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+        else:
+            np.save(arg, np.asarray(out, np.float32))
+            reply = {}
+        print(json.dumps(reply), flush=True)
+
+
+class Worker:
+    def __init__(self, engine: str, files, env: dict):
+        self.engine = engine
+        self.proc = subprocess.Popen([sys.executable, "-m", "benchmarks.inference", "--worker", engine, *files],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+
+    def ask(self, line: str) -> dict:
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        reply = self.proc.stdout.readline()
+        if not reply:
+            raise RuntimeError("the %s worker stopped (see its error above)" % self.engine)
+        return json.loads(reply)
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
+def _busy_core() -> subprocess.Popen:
+    """A competing process spinning on one core (the last one this process may use)."""
+    core = max(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 0
+    code = "import os\nif hasattr(os, 'sched_setaffinity'): os.sched_setaffinity(0, {%d})\nwhile True: pass" % core
+    return subprocess.Popen([sys.executable, "-c", code])
+
+
+def opencv_available() -> bool:
+    env = dict(os.environ, PYTHONPATH=OPENCV4)
+    r = subprocess.run([sys.executable, "-c", "import cv2; print(cv2.__version__)"], env=env,
+                       capture_output=True, text=True)
+    return r.returncode == 0 and r.stdout.startswith("4.")
+
+
+def measure(files, engines, loaded: bool) -> dict:
+    """Median seconds, peak memory and output of each engine, in turns; with a busy core when ``loaded``."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, OPENCV4]))
+    workers = [Worker(e, files, env) for e in engines]
+    busy = _busy_core() if loaded else None
+    try:
+        times = {e: [] for e in engines}
+        rss = {}
+        load = os.getloadavg()
+        for _ in range(ROUNDS):
+            for w in workers:
+                reply = w.ask("run %d" % PER_ROUND)
+                times[w.engine] += reply["times"]
+                rss[w.engine] = reply["rss_mb"]
+        outs = {}
+        with tempfile.TemporaryDirectory() as tmp:
+            for w in workers:
+                w.ask("out " + os.path.join(tmp, w.engine + ".npy"))
+                outs[w.engine] = np.load(os.path.join(tmp, w.engine + ".npy"))
+    finally:
+        if busy is not None:
+            busy.kill()
+            busy.wait()
+        for w in workers:
+            w.close()
+    return {"ms": {e: 1e3 * statistics.median(t) for e, t in times.items()}, "rss_mb": rss, "out": outs,
+            "load": (load, os.getloadavg())}
+
+
+def main(nets=None) -> list[dict]:
+    have_cv = opencv_available()
+    if not have_cv:
+        print("OpenCV 4.14 not found in %s (pip install --target %s opencv-python-headless==4.14.0.94): "
+              "caffelite alone" % (OPENCV4, OPENCV4))
+    engines = ["caffelite", "caffelite-1"] + (["opencv"] if have_cv else [])
+    results = []
+    with tempfile.TemporaryDirectory() as folder:
+        for name, rel, target in NETS:
+            if nets and name not in nets:
+                continue
+            files = prepare(rel, folder)
+            row = {"net": name, "target": target}
+            for loaded in (False, True):
+                row["loaded" if loaded else "quiet"] = measure(files, engines, loaded)
+            results.append(row)
+            report_row(row)
+    return results
+
+
+def report_row(row: dict) -> None:
+    for cond in ("quiet", "loaded"):
+        m = row[cond]
+        ms = m["ms"]
+        ref = m["out"].get("opencv")
+        diff = ""
+        if ref is not None:
+            d = np.abs(m["out"]["caffelite"].reshape(ref.shape) - ref).max() / max(np.abs(ref).max(), 1e-30)
+            diff = "  max diff %.1e" % d
+        ratio = ("  vs OpenCV %.2f (target %.1f)" % (ms["caffelite"] / ms["opencv"], row["target"])
+                 if "opencv" in ms else "")
+        print("%-15s %-6s caffelite %7.1f ms  1-thread %7.1f ms  %s%s  vs 1-thread %.2f%s  peak MB %s  load %.1f/%.1f"
+              % (row["net"], cond, ms["caffelite"], ms["caffelite-1"],
+                 "OpenCV %7.1f ms" % ms["opencv"] if "opencv" in ms else "", ratio,
+                 ms["caffelite"] / ms["caffelite-1"], diff,
+                 "/".join("%.0f" % v for v in m["rss_mb"].values()), m["load"][0][0], m["load"][1][0]))
+    if "opencv" in row["loaded"]["ms"]:
+        q, lo = row["quiet"]["ms"]["caffelite"], row["loaded"]["ms"]["caffelite"]
+        print("%-15s loaded / quiet %.2f (target <= 1.5)" % (row["net"], lo / q))
+
+
+def report(results) -> None:
+    """Printed as each net finishes (:func:`report_row`)."""
+
+
+def profile(name: str, reps: int = 5) -> None:
+    """caffelite's median forward time per layer for net ``name`` at batch 1."""
+    import caffelite
+    rel = dict((n, r) for n, r, _ in NETS)[name]
+    with tempfile.TemporaryDirectory() as folder:
+        prototxt, weights, data = prepare(rel, folder)
+        net = caffelite.Net(prototxt, caffelite.TEST, weights=weights)
+        net.blobs[net.inputs[0]].data[...] = np.load(data)
+        net.forward()
+        per = {i: [] for i in range(len(net.layers))}
+        for _ in range(reps):
+            for i in range(len(net.layers)):
+                t0 = time.perf_counter()
+                net.forward_from_to(i, i)
+                per[i].append(time.perf_counter() - t0)
+    rows = sorted(((statistics.median(t), i) for i, t in per.items()), reverse=True)
+    total = sum(t for t, _ in rows)
+    print("%s: %.1f ms in all (load %.1f)" % (name, 1e3 * total, os.getloadavg()[0]))
+    for t, i in rows[:25]:
+        layer = net.layers[i]
+        print("  %-28s %-14s %7.2f ms %5.1f%%  %s" % (net._layer_names[i], layer.layer_type(), 1e3 * t,
+                                                   100 * t / total, list(net._blob_list[net._top_ids[i][0]].shape)
+                                                   if net._top_ids[i] else ""))
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, ROOT)
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--worker", nargs=4, metavar=("ENGINE", "PROTOTXT", "WEIGHTS", "INPUT"))
+    ap.add_argument("--nets", help="comma-separated names (default: all)")
+    ap.add_argument("--profile", metavar="NET")
+    a = ap.parse_args()
+    if a.worker:
+        _worker(*a.worker)
+    elif a.profile:
+        profile(a.profile)
+    else:
+        main(a.nets.split(",") if a.nets else None)
