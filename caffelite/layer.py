@@ -52,6 +52,9 @@ class Layer:
     type: str = ""
     # Layers whose backward Caffe leaves NOT_IMPLEMENTED (Accuracy, ArgMax, Threshold, ...).
     has_backward: bool = True
+    # False when the net that holds the layer never runs its backward (set by Net): forward may then skip
+    # what only backward reads (MAX pooling's argmax).
+    need_backward: bool = True
 
     def __init__(self, layer_param=None):
         param = caffe_pb2.LayerParameter()

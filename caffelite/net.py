@@ -126,6 +126,8 @@ class Net(PycaffeNet):
         if param.force_backward:
             self._force_backward()
         self._check_explicit_propagate_down()
+        for layer, need in zip(self.layers, self._layer_need_backward):
+            layer.need_backward = need  # a layer whose backward the net never runs may keep less in forward
         self._output_ids = [self._blob_index[n] for n in sorted(available)]
 
     def _append_layer(self, layer_id: int, lp, available: dict) -> None:

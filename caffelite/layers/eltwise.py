@@ -57,8 +57,13 @@ class EltwiseLayer(Layer):
             for b in bottom[2:]:
                 y *= b.data
         elif op == caffe_pb2.EltwiseParameter.SUM:
-            np.multiply(bottom[0].data, self.coeffs[0], out=y)
-            for c, b in zip(self.coeffs[1:], bottom[1:]):
+            if self.coeffs[0] == 1 and self.coeffs[1] == 1:  # x·1 + b is x + b exactly: one pass less
+                np.add(bottom[0].data, bottom[1].data, out=y)
+                rest = zip(self.coeffs[2:], bottom[2:])
+            else:
+                np.multiply(bottom[0].data, self.coeffs[0], out=y)
+                rest = zip(self.coeffs[1:], bottom[1:])
+            for c, b in rest:
                 y += c * b.data if c != 1 else b.data
         elif op == caffe_pb2.EltwiseParameter.MAX:
             mask = np.zeros(y.shape, np.int32)

@@ -86,6 +86,12 @@ class BatchNormLayer(_OneToOne):
             var = (self.blobs[1].data * factor).astype(dtype)
         else:
             mean = x.mean(axis=(0, 2))
+        y = self._view(top[0].data)
+        if self.use_global_stats and not self.need_backward:  # inference: no temporaries, nothing kept
+            np.subtract(x, mean[None, :, None], out=y)
+            self.std = np.sqrt(var + self.eps).astype(dtype)[None, :, None]
+            np.divide(y, self.std, out=y)
+            return
         centred = x - mean[None, :, None]
         if not self.use_global_stats:
             var = np.square(centred).mean(axis=(0, 2))
@@ -96,7 +102,6 @@ class BatchNormLayer(_OneToOne):
             correction = m / (m - 1) if m > 1 else 1.0
             self.blobs[1].data[...] = correction * var + lam * self.blobs[1].data
         self.std = np.sqrt(var + self.eps).astype(dtype)[None, :, None]
-        y = self._view(top[0].data)
         np.divide(centred, self.std, out=y)
         self.x_norm = y.copy()  # a later in-place layer may overwrite the top
 
@@ -313,7 +318,7 @@ class ScaleLayer(Layer):
     def forward(self, bottom, top):
         outer, n, inner = self.dims
         x = bottom[0].data.reshape(outer, n, inner)
-        if top[0] is bottom[0]:
+        if top[0] is bottom[0] and self.need_backward:  # backward reads the bottom the top overwrites
             self.bottom_memory = x.copy()
         np.multiply(x, self._scale(bottom).data.reshape(1, n, 1), out=top[0].data.reshape(outer, n, inner))
         if self._bias() is not None:

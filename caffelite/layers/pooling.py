@@ -194,12 +194,13 @@ class Pool2d:
             sizes.append(np.minimum(start + k, i + p) - start)
         return np.outer(sizes[0], sizes[1]).astype(dtype)
 
-    def forward(self, x: np.ndarray, train: bool = True):
+    def forward(self, x: np.ndarray, train: bool = True, track: bool = True):
+        """The pooled array; ``track=False``: MAX keeps no argmax (nothing will go backward: 1 pass per tap, not 4)."""
         n, c, h, w = x.shape
         out_shape = self.out_shape((h, w))
         self.in_shape, self.out = x.shape, out_shape
         if self.method == _P.MAX:
-            return self._max(x, out_shape)
+            return self._max(x, out_shape, track)
         if self.method == _P.AVE:
             if self._whole_image((h, w), out_shape):
                 return x.mean(axis=(2, 3), keepdims=True)
@@ -213,9 +214,16 @@ class Pool2d:
     def _tap_dtype(self):
         return np.int8 if self.kernel[0] * self.kernel[1] < 128 else np.int32
 
-    def _max(self, x, out_shape):
+    def _max(self, x, out_shape, track=True):
         n, c, h, w = x.shape
         self.tap = None
+        if not track:
+            self.phases = _Phases((h, w), self.kernel, self.stride, self.pad, out_shape)
+            taps = self.phases.tap_views(self.phases.split(x, -np.inf))
+            best = taps[0].copy()
+            for v in taps[1:]:
+                np.maximum(best, v, out=best)
+            return self.phases.valid(best)
         if self._whole_image((h, w), out_shape):
             flat = x.reshape(n, c, h * w)
             self.idx = flat.argmax(axis=2).reshape(n, c, 1, 1)
@@ -416,9 +424,11 @@ class PoolingLayer(Layer):
         train = self.phase == TRAIN
         x, y, mask = bottom[0].data, top[0].data, top[1].data if len(top) > 1 else None
 
+        track = self.need_backward or mask is not None
+
         def part(k):
             pool, n = self.pools[k], self.parts[k]
-            y[n] = pool.forward(x[n], train)
+            y[n] = pool.forward(x[n], train, track)
             if mask is not None:
                 mask[n] = pool.argmax_index()
         map_parts(part, range(len(self.parts)))

@@ -1,0 +1,99 @@
+"""Inference paths: a layer whose backward the net never runs keeps nothing for it, and its top holds
+exactly the numbers of the training path (MAX pooling without the argmax, BatchNorm and Scale without
+their copies, Eltwise SUM without the multiply by 1)."""
+
+import numpy as np
+import pytest
+from google.protobuf import text_format
+
+import caffelite
+from caffelite.blob import Blob
+from caffelite.proto import caffe_pb2
+from caffelite.testing import make_layer
+
+DEPLOY = """
+input: "data" input_shape { dim: 1 dim: 2 dim: 6 dim: 6 }
+layer { name: "conv" type: "Convolution" bottom: "data" top: "conv"
+        convolution_param { num_output: 3 kernel_size: 3 weight_filler { type: "gaussian" } } }
+layer { name: "pool" type: "Pooling" bottom: "conv" top: "pool" pooling_param { pool: MAX kernel_size: 2 } }
+"""
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_net_tells_layers_whether_backward_runs(force):
+    param = text_format.Parse(DEPLOY, caffe_pb2.NetParameter())
+    param.force_backward = force
+    net = caffelite.Net(param, caffelite.TEST)
+    assert [layer.need_backward for layer in net.layers] == net.layer_need_backward
+    assert all(layer.need_backward == force for layer in net.layers[1:])
+
+
+def both_ways(spec, shapes, in_place=False, seed=0):
+    """Tops of the layer with need_backward True and False (fresh layers, same weights and inputs)."""
+    rng = np.random.default_rng(seed)
+    xs = [rng.normal(size=s).astype(np.float32) for s in shapes]
+    outs, params = [], None
+    for need in (True, False):
+        layer = make_layer(spec, caffe_pb2.TEST)
+        bottom = [Blob(data=x.copy()) for x in xs]
+        top = bottom[:1] if in_place else [Blob()]
+        layer.run_setup(bottom, top)
+        if params is None:
+            params = [rng.normal(size=b.shape).astype(np.float32) for b in layer.blobs]
+        for b, p in zip(layer.blobs, params):
+            b.data[...] = p
+        layer.need_backward = need
+        for _ in range(1 if in_place else 2):  # twice when not in place: reused scratch
+            layer.run_forward(bottom, top)
+        outs.append(top[0].data.copy())
+    return outs
+
+
+@pytest.mark.parametrize("params, shape", [("kernel_size: 3 stride: 2", (2, 3, 9, 10)),
+                                           ("kernel_size: 3 stride: 2 pad: 1", (1, 4, 7, 8)),
+                                           ("kernel_size: 2 stride: 2", (1, 2, 5, 5)),
+                                           ("kernel_h: 3 kernel_w: 2 stride_h: 1 stride_w: 3", (1, 3, 6, 11)),
+                                           ("global_pooling: true", (1, 5, 4, 6))])
+def test_max_pooling_without_argmax_gives_the_same_top(params, shape):
+    trained, inferred = both_ways('type: "Pooling" pooling_param { pool: MAX %s }' % params, [shape])
+    np.testing.assert_array_equal(trained, inferred)
+
+
+def test_batchnorm_and_scale_inference_give_the_same_top():
+    bn = 'type: "BatchNorm" batch_norm_param { use_global_stats: true }'
+    shape = (2, 4, 5, 3)
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=shape).astype(np.float32)
+    outs = []
+    for need in (True, False):
+        layer = make_layer(bn, caffe_pb2.TEST)
+        blob = Blob(data=x.copy())
+        layer.run_setup([blob], [blob])
+        layer.blobs[0].data[...] = np.arange(4) * 0.5
+        layer.blobs[1].data[...] = np.arange(1, 5) * 0.25
+        layer.blobs[2].data[...] = 2.0
+        layer.need_backward = need
+        layer.run_forward([blob], [blob])  # in place, as in ResNet
+        outs.append(blob.data.copy())
+    np.testing.assert_array_equal(*outs)
+    want = (x - (np.arange(4) * 0.25)[:, None, None].astype(np.float32)) / np.sqrt(
+        (np.arange(1, 5) * 0.125).astype(np.float32) + np.float32(1e-5))[:, None, None]
+    np.testing.assert_allclose(outs[0], want, rtol=1e-6)
+    trained, inferred = both_ways('type: "Scale" scale_param { bias_term: true }', [shape], in_place=True)
+    np.testing.assert_array_equal(trained, inferred)
+
+
+@pytest.mark.parametrize("coeff", ["", "coeff: 1 coeff: 1 coeff: 1", "coeff: 2 coeff: -1 coeff: 1",
+                                   "coeff: 1 coeff: 0.5 coeff: 1"])
+def test_eltwise_sum_matches_the_formula(coeff):
+    layer = make_layer('type: "Eltwise" eltwise_param { operation: SUM %s }' % coeff, caffe_pb2.TEST)
+    rng = np.random.default_rng(2)
+    xs = [rng.normal(size=(2, 3, 4)).astype(np.float32) for _ in range(3)]
+    bottom, top = [Blob(data=x) for x in xs], [Blob()]
+    layer.run_setup(bottom, top)
+    layer.run_forward(bottom, top)
+    c = [float(v) for v in coeff.split()[1::2]] or [1.0, 1.0, 1.0]
+    want = np.float32(c[0]) * xs[0]
+    for ci, x in zip(c[1:], xs[1:]):
+        want = want + np.float32(ci) * x
+    np.testing.assert_array_equal(top[0].data, want)
