@@ -7,7 +7,11 @@ import pytest
 from google.protobuf import text_format
 
 import caffelite
+import caffelite.layers.vision as vision
 from caffelite.blob import Blob
+from caffelite.compute import winograd
+from caffelite.compute.im2col import Workspace
+from caffelite.layers.vision import convolution_reference
 from caffelite.proto import caffe_pb2
 from caffelite.testing import make_layer
 
@@ -97,3 +101,38 @@ def test_eltwise_sum_matches_the_formula(coeff):
     for ci, x in zip(c[1:], xs[1:]):
         want = want + np.float32(ci) * x
     np.testing.assert_array_equal(top[0].data, want)
+
+
+# --- Winograd F(2x2, 3x3) ---------------------------------------------------------------------------
+@pytest.mark.parametrize("shape, out_c, pad", [((1, 3, 7, 9), 4, (1, 1)), ((2, 5, 8, 8), 3, (0, 0)),
+                                               ((1, 2, 5, 6), 2, (2, 1)), ((3, 4, 3, 3), 5, (0, 2)),
+                                               ((1, 6, 12, 11), 7, (1, 0))])
+@pytest.mark.parametrize("band_bytes", [1 << 20, 64])  # one band, or one per tile row
+def test_winograd_matches_the_reference(shape, out_c, pad, band_bytes, monkeypatch):
+    monkeypatch.setattr(winograd, "BAND_BYTES", band_bytes)
+    rng = np.random.default_rng(3)
+    x, w = rng.normal(size=shape), rng.normal(size=(out_c, shape[1], 3, 3))
+    want = convolution_reference(x, w, None, (1, 1), pad, (1, 1))
+    out = np.empty_like(want)
+    winograd.conv3x3(x, winograd.transform_weights(w), pad, out, Workspace())
+    np.testing.assert_allclose(out, want, rtol=1e-12, atol=1e-12)
+
+
+def test_winograd_in_a_layer_follows_its_weights(monkeypatch):
+    monkeypatch.setattr(vision, "WINOGRAD_CHANNELS", 1)
+    monkeypatch.setattr(vision, "WINOGRAD_SIDES", range(1, 100))
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(1, 6, 9, 10)).astype(np.float32)
+    layer = make_layer('type: "Convolution" convolution_param { num_output: 5 kernel_size: 3 pad: 1 '
+                       'weight_filler { type: "gaussian" } bias_filler { type: "gaussian" } }', caffe_pb2.TEST)
+    bottom, top = [Blob(data=x)], [Blob()]
+    layer.run_setup(bottom, top)
+    layer.need_backward = False
+    assert layer.winograd_fits
+    for _ in range(3):  # new weights written into the blob are seen at the next forward
+        layer.blobs[0].data[...] = rng.normal(size=layer.blobs[0].shape)
+        layer.run_forward(bottom, top)
+        want = convolution_reference(x.astype(np.float64), layer.blobs[0].data.astype(np.float64),
+                                     layer.blobs[1].data.astype(np.float64), (1, 1), (1, 1), (1, 1))
+        np.testing.assert_allclose(top[0].data, want, rtol=1e-4, atol=1e-4)
+        assert layer._winograd is not None  # the Winograd path ran

@@ -26,7 +26,7 @@ import math
 import numpy as np
 
 from caffelite.blob import Blob
-from caffelite.compute import parallel
+from caffelite.compute import parallel, winograd
 from caffelite.compute.im2col import ConvGeometry, WideColumns, Workspace, deconv_out_size
 from caffelite.errors import LayerError, ShapeError
 from caffelite.filler import fill
@@ -37,6 +37,12 @@ from caffelite.layer import Layer, register_layer
 CHUNK_BYTES = 4 << 20
 # Stride-1 convolutions use WideColumns (long contiguous runs); False forces the exact im2col.
 WIDE = True
+# 3x3 stride-1 layers of a net that never runs their backward use Winograd F(2x2, 3x3) where it measured
+# faster than im2col (benchmarks/README.md): both channel counts at least WINOGRAD_CHANNELS and outputs of
+# WINOGRAD_SIDES pixels a side.  False: never.
+WINOGRAD = True
+WINOGRAD_CHANNELS = 96
+WINOGRAD_SIDES = range(24, 33)
 
 
 def _chunks(num: int, per_image: int) -> list[tuple[int, int]]:
@@ -218,6 +224,9 @@ class ConvolutionLayer(_BaseConvolution):
         self.ws = g.ws = Workspace()
         self.tuners = {}  # role -> parallel.Tuner: threads or not, timed for these shapes
         self.depthwise = self.group == self.channels == self.num_output and not g.is_1x1
+        self.winograd_fits = (len(g.kernel) == 2 and g.kernel == (3, 3) and g.stride == (1, 1) and g.dilation == (1, 1)
+                              and self.group == 1 and min(self.channels, self.num_output) >= WINOGRAD_CHANNELS
+                              and all(o in WINOGRAD_SIDES for o in self.out_spatial))
         self.wide = self.back = None
         if WIDE and not g.is_1x1 and all(s == 1 for s in g.stride):
             self.wide = WideColumns(self.in_spatial, g.kernel, g.pad, g.dilation)
@@ -292,6 +301,10 @@ class ConvolutionLayer(_BaseConvolution):
                         y3[i][rows, cols] += bias[rows]
                 with parallel.single_threaded_blas():
                     parallel.map_parts(tile, parts, self._tuner("1x1"))
+            elif WINOGRAD and self.winograd_fits and not self.need_backward:
+                winograd.conv3x3(x, self._winograd_weights(), self.geom.pad, y, self.ws, self._tuner("winograd"))
+                if bias is not None:
+                    y3 += bias
             elif self.depthwise:
                 self._depthwise(x, y, w.reshape((self.channels,) + self.geom.kernel), self.blobs[1].data
                                 if self.bias_term else None)
@@ -307,6 +320,15 @@ class ConvolutionLayer(_BaseConvolution):
                     else:
                         _from_rows(rows, y3[n0:n1])
                 self._map_chunks(chunk)
+
+    def _winograd_weights(self) -> np.ndarray:
+        """The transformed weights, computed again whenever the weights differ from those they came from
+        (a user may write new weights into the blob at any time)."""
+        w = self.blobs[0].data
+        cached = getattr(self, "_winograd", None)
+        if cached is None or cached[0].dtype != w.dtype or not np.array_equal(cached[0], w):
+            cached = self._winograd = (w.copy(), winograd.transform_weights(w))
+        return cached[1]
 
     def _depthwise(self, x: np.ndarray, y: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> None:
         """group = channels = num_output: a direct stencil, each channel its own kernel (no im2col, no
