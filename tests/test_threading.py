@@ -145,6 +145,9 @@ def test_batch1_tiles_in_threads_give_identical_numbers(params, monkeypatch):
 DEPTHWISE = [((1, 5, 9, 11), "kernel_size: 3 pad: 1"), ((2, 3, 8, 7), "kernel_size: 3 stride: 2 pad: 1"),
              ((1, 4, 10, 9), "kernel_size: 3 dilation: 2 pad: 2"), ((1, 6, 7, 8), "kernel_h: 2 kernel_w: 5 pad_w: 2"),
              ((3, 2, 5, 6), "kernel_size: 3"), ((1, 3, 13), "kernel_size: 4 stride: 3 pad: 1"),
+             ((1, 3, 10, 11), "kernel_size: 3 stride: 4"),
+             ((2, 4, 9, 9), "kernel_size: 3 stride: 3 pad: 2 dilation: 2"),
+             ((1, 2, 3, 3), "kernel_size: 5 pad: 2 stride: 2"),
              ((1, 2, 4, 5, 6), "kernel_size: 3 pad: 1 bias_term: false")]
 
 

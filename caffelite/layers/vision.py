@@ -27,6 +27,7 @@ import numpy as np
 
 from caffelite.blob import Blob
 from caffelite.compute import parallel, winograd
+from caffelite.compute.depthwise import depthwise
 from caffelite.compute.im2col import ConvGeometry, WideColumns, Workspace, deconv_out_size
 from caffelite.errors import LayerError, ShapeError
 from caffelite.filler import fill
@@ -306,8 +307,9 @@ class ConvolutionLayer(_BaseConvolution):
                 if bias is not None:
                     y3 += bias
             elif self.depthwise:
-                self._depthwise(x, y, w.reshape((self.channels,) + self.geom.kernel), self.blobs[1].data
-                                if self.bias_term else None)
+                g = self.geom
+                depthwise(x, w.reshape((self.channels,) + g.kernel), self.blobs[1].data if self.bias_term else None,
+                          g.stride, g.pad, g.dilation, y, self.ws, self._tuner("depthwise"))
             else:
                 def chunk(span, x=x, y=y, y3=y3):
                     n0, n1 = span
@@ -329,37 +331,6 @@ class ConvolutionLayer(_BaseConvolution):
         if cached is None or cached[0].dtype != w.dtype or not np.array_equal(cached[0], w):
             cached = self._winograd = (w.copy(), winograd.transform_weights(w))
         return cached[1]
-
-    def _depthwise(self, x: np.ndarray, y: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> None:
-        """group = channels = num_output: a direct stencil, each channel its own kernel (no im2col, no
-        per-group product), tap by tap in convolution_reference's order; channel ranges in threads."""
-        g = self.geom
-        n, c = x.shape[:2]
-        padded = tuple(s + 2 * p for s, p in zip(self.in_spatial, g.pad))
-        interior = tuple(slice(p, p + s) for s, p in zip(self.in_spatial, g.pad))
-        xp = self.ws.get("depthwise.pad", (n, c) + padded, x.dtype, zeros=True) if any(g.pad) else x
-        parts = parallel._split(c, min(parallel.MAX_TILES, max(1, y.size // (parallel.TILE_MIN // 16)), c))
-        windows = [tuple(slice(d * t, d * t + s * (o - 1) + 1, s) for t, d, s, o in
-                         zip(tap, g.dilation, g.stride, self.out_spatial)) for tap in np.ndindex(*g.kernel)]
-        ones = (1,) * len(padded)
-
-        def part(cs):
-            if xp is not x:
-                xp[(slice(None), cs) + interior] = x[:, cs]  # the border is never written: still zero
-            out = y[:, cs]
-            tmp = self.ws.get("depthwise.tmp", out.shape, out.dtype)
-            wc = w[cs].reshape(w[cs].shape[0], -1)
-            for t, window in enumerate(windows):
-                xs = xp[(slice(None), cs) + window]
-                wk = wc[:, t].reshape((-1,) + ones)
-                if t == 0:
-                    np.multiply(xs, wk, out=out)
-                else:
-                    out += np.multiply(xs, wk, out=tmp)
-            if b is not None:
-                out += b[cs].reshape((-1,) + ones)
-        with parallel.single_threaded_blas():
-            parallel.map_parts(part, parts, self._tuner("depthwise"))
 
     def backward(self, top, propagate_down, bottom):
         w = self._w()
