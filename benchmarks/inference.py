@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -85,15 +84,39 @@ def prepare(rel: str, folder: str) -> tuple[str, str, str]:
 
 
 # --- workers: one engine each, driven over stdin ("run K" -> JSON times; "out PATH" -> saves the output) ---
+def _peak_mb() -> float:
+    """This process's peak resident memory (VmHWM: unlike ru_maxrss, not inherited across exec)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def compared_blob(prototxt: str) -> tuple[str, str]:
+    """(blob, layer producing it) whose values the engines are compared on: the input of a final Softmax
+    (random weights saturate the probabilities), else the last layer's top."""
+    from caffelite.upgrade import read_net_param
+    layers = list(read_net_param(prototxt).layer)
+    last = layers[-1]
+    blob = last.bottom[0] if last.type == "Softmax" else last.top[0]
+    producer = [lp.name for lp in layers if blob in lp.top and lp.type != "Softmax"][-1]
+    return blob, producer
+
+
 def _worker(engine: str, prototxt: str, weights: str, data_path: str) -> None:
     data = np.load(data_path)
+    blob, producer = compared_blob(prototxt)
     if engine == "opencv":
         import cv2
         net = cv2.dnn.readNetFromCaffe(prototxt, weights)
 
         def forward():
             net.setInput(data)
-            return net.forward()
+            return net.forward(producer)
     else:
         import caffelite
         if engine == "caffelite-1":
@@ -103,7 +126,8 @@ def _worker(engine: str, prototxt: str, weights: str, data_path: str) -> None:
 
         def forward():
             net.blobs[name].data[...] = data
-            return net.forward()[net.outputs[0]]
+            net.forward()
+            return net.blobs[blob].data
     out = forward()  # first run: allocation, page faults
     for line in sys.stdin:
         cmd, arg = line.split()
@@ -113,7 +137,7 @@ def _worker(engine: str, prototxt: str, weights: str, data_path: str) -> None:
                 t0 = time.perf_counter()
                 out = forward()
                 times.append(time.perf_counter() - t0)
-            reply = {"times": times, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            reply = {"times": times, "rss_mb": _peak_mb()}
         else:
             np.save(arg, np.asarray(out, np.float32))
             reply = {}

@@ -201,3 +201,19 @@ def test_net_outputs_do_not_depend_on_the_thread_count(restore_threads, monkeypa
             out = net.forward(data=x)["fc"].copy()
         outs.append(out)
     np.testing.assert_array_equal(outs[0], outs[1])
+
+
+@pytest.mark.parametrize("shape, params", [((1, 3, 9, 11), "num_output: 4 kernel_size: 3 pad: 1"),
+                                           ((2, 2, 8, 7), "num_output: 3 kernel_size: 3 dilation: 2 pad: 1"),
+                                           ((1, 4, 6, 5), "num_output: 6 kernel_size: 2 group: 2"),
+                                           ((1, 2, 5, 4, 6), "num_output: 3 kernel_size: 3 pad: 1")])
+@pytest.mark.parametrize("chunk_bytes", [1, 200])  # a band per output row, or a few rows
+def test_forward_in_bands_of_output_rows_matches_the_reference(shape, params, chunk_bytes, monkeypatch):
+    monkeypatch.setattr(vision, "CHUNK_BYTES", chunk_bytes)
+    x = np.random.default_rng(6).normal(size=shape)
+    layer, bottom, top = conv_layer(params, x)
+    assert layer.bands is not None and len(layer.bands) > 1
+    layer.run_forward(bottom, top)
+    g = layer.geom
+    want = convolution_reference(x, layer.blobs[0].data, layer.blobs[1].data, g.stride, g.pad, g.dilation, layer.group)
+    np.testing.assert_allclose(top[0].data, want, rtol=1e-12, atol=1e-12)

@@ -155,22 +155,34 @@ class WideColumns:
 
     def cols(self, x: np.ndarray) -> np.ndarray:
         """(C·∏k, N·L) columns of ``x`` (N, C, *spatial)."""
-        n, c = x.shape[:2]
-        buf, view = self._buffer(".planes", n, c, x.dtype, zeros=True)
+        return self.band(self.planes(x), 0, self.out[0])
+
+    def planes(self, x: np.ndarray) -> np.ndarray:
+        """The padded planes (N, C, plane + slack) of ``x`` (N, C, *spatial), for :meth:`band`."""
+        buf, view = self._buffer(".planes", x.shape[0], x.shape[1], x.dtype, zeros=True)
         view[self.interior] = x  # the padding and slack are never written: still zero
-        s = buf.strides
-        shape = (c,) + self.kernel + (n, self.run)
+        return buf
+
+    def band(self, buf: np.ndarray, r0: int, r1: int) -> np.ndarray:
+        """(C·∏k, N·L') columns of the output rows r0:r1 (first spatial axis) from :meth:`planes`:
+        a band of the columns, for layers whose whole columns would take too much memory."""
+        n, c = buf.shape[:2]
+        s, row = buf.strides, math.prod(self.padded[1:])
+        run = (r1 - r0) * row
+        shape = (c,) + self.kernel + (n, run)
         tap_strides = tuple(d * f * s[2] for d, f in zip(
             self.dilation, [math.prod(self.padded[a + 1:]) for a in range(len(self.padded))]))
-        cols = self.ws.get(self.role + ".cols", shape, x.dtype)
-        np.copyto(cols, as_strided(buf, shape, (s[1],) + tap_strides + (s[0], s[2]), writeable=False))
-        return cols.reshape(-1, n * self.run)
+        cols = self.ws.get(self.role + ".cols", shape, buf.dtype)
+        np.copyto(cols, as_strided(buf[:, :, r0 * row:], shape, (s[1],) + tap_strides + (s[0], s[2]), writeable=False))
+        return cols.reshape(-1, n * run)
 
-    def to_output(self, rows: np.ndarray, out: np.ndarray) -> None:
-        """(O, N·L) wide products into ``out`` (N, O, *out), dropping the garbage columns."""
+    def to_output(self, rows: np.ndarray, out: np.ndarray, r0: int = 0, r1: int | None = None) -> None:
+        """(O, N·L) wide products of the output rows r0:r1 into ``out`` (N, O, *out), dropping the garbage
+        columns."""
+        r1 = self.out[0] if r1 is None else r1
         o, n = rows.shape[0], out.shape[0]
-        wide = rows.reshape((o, n, self.out[0]) + self.padded[1:])
-        out[...] = np.moveaxis(wide[self.valid], 0, 1)
+        wide = rows.reshape((o, n, r1 - r0) + self.padded[1:])
+        out[:, :, r0:r1] = np.moveaxis(wide[self.valid], 0, 1)
 
     def from_output(self, dy: np.ndarray) -> np.ndarray:
         """``dy`` (N, O, *out) as wide rows (O, N·L), zero in the garbage columns."""

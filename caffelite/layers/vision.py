@@ -240,7 +240,14 @@ class ConvolutionLayer(_BaseConvolution):
                     self.back = back
         run = self.wide.run if self.wide else math.prod(self.out_spatial)
         self.col_count = self.num * self.channels * math.prod(g.kernel) * run  # values in all the columns
-        self.chunks = _chunks(self.num, self.col_count // self.num * bottom[0].data.itemsize)
+        per_image = self.col_count // self.num * bottom[0].data.itemsize
+        self.chunks = _chunks(self.num, per_image)
+        # Forward of an image whose wide columns exceed CHUNK_BYTES: bands of output rows, the columns of one
+        # band at a time (FCN-8s's conv1_2 at 500x500: 1.1 GB of columns in one piece, 4 MB in bands).
+        self.bands = None
+        if self.wide is not None and per_image > CHUNK_BYTES:
+            step = max(1, CHUNK_BYTES * self.wide.out[0] // per_image)
+            self.bands = [(r, min(r + step, self.wide.out[0])) for r in range(0, self.wide.out[0], step)]
 
     def _cols(self, x: np.ndarray) -> np.ndarray:
         """Columns (C·∏k, n·L) of the images ``x`` (n, C, *spatial)."""
@@ -313,6 +320,16 @@ class ConvolutionLayer(_BaseConvolution):
             else:
                 def chunk(span, x=x, y=y, y3=y3):
                     n0, n1 = span
+                    if self.bands is not None:
+                        planes = self.wide.planes(x[n0:n1])
+                        for r0, r1 in self.bands:
+                            cols = self.wide.band(planes, r0, r1)
+                            rows = self._grouped(w, cols, self.ws.get("rows", (self.num_output, cols.shape[1]),
+                                                                       x.dtype))
+                            if bias is not None:
+                                rows += bias
+                            self.wide.to_output(rows, y[n0:n1], r0, r1)
+                        return
                     cols = self._cols(x[n0:n1])
                     rows = self._grouped(w, cols, self.ws.get("rows", (self.num_output, cols.shape[1]), x.dtype))
                     if bias is not None:  # here, while the products are in cache
