@@ -136,3 +136,32 @@ def test_winograd_in_a_layer_follows_its_weights(monkeypatch):
                                      layer.blobs[1].data.astype(np.float64), (1, 1), (1, 1), (1, 1))
         np.testing.assert_allclose(top[0].data, want, rtol=1e-4, atol=1e-4)
         assert layer._winograd is not None  # the Winograd path ran
+
+
+# --- shared scratch: a padded copy of the input is one array for all layers, its border zeroed each call ----
+@pytest.mark.parametrize("params", ["num_output: 3 kernel_size: 3 pad: %d",
+                                    "num_output: 3 kernel_size: 3 stride: 2 pad: %d",
+                                    "num_output: 4 group: 4 kernel_size: 3 pad: %d",
+                                    "num_output: 4 group: 4 kernel_size: 3 stride: 2 pad: %d"])
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_layers_sharing_padded_scratch_see_zero_borders(params, ndim, monkeypatch):
+    monkeypatch.setattr(vision, "WINOGRAD_CHANNELS", 1)
+    monkeypatch.setattr(vision, "WINOGRAD_SIDES", range(1, 100))
+    rng = np.random.default_rng(5)
+    layers = []
+    for pad, side in ((2, 9), (1, 6), (2, 9)):  # the big one fills the shared arrays with non-zeros first
+        x = rng.normal(size=(1, 4) + (side,) * ndim).astype(np.float32) + 3
+        layer = make_layer('type: "Convolution" convolution_param { %s weight_filler { type: "gaussian" } }'
+                           % (params % pad), caffe_pb2.TEST)
+        bottom, top = [Blob(data=x)], [Blob()]
+        layer.run_setup(bottom, top)
+        layer.need_backward = False
+        layers.append((layer, bottom, top, x))
+    for _ in range(2):
+        for layer, bottom, top, x in layers:
+            layer.run_forward(bottom, top)
+            g = layer.geom
+            want = convolution_reference(x.astype(np.float64), layer.blobs[0].data.astype(np.float64),
+                                         layer.blobs[1].data.astype(np.float64), g.stride, g.pad, g.dilation,
+                                         layer.group)
+            np.testing.assert_allclose(top[0].data, want, rtol=1e-4, atol=1e-4)

@@ -20,7 +20,7 @@ import math
 import numpy as np
 
 from caffelite.compute import parallel
-from caffelite.compute.im2col import Workspace
+from caffelite.compute.im2col import Workspace, padded_scratch_into
 
 
 class _Planes:
@@ -59,9 +59,10 @@ def depthwise(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride, pad, d
     if x.ndim == 4:
         geo = _Planes(x.shape[2:], kernel, stride, pad, dilation, out.shape[2:])
         sh, sw = stride
-        planes = ws.get("depthwise.planes", (sh, sw, n, c, geo.length), x.dtype, zeros=True)  # unwritten: 0
+        planes = ws.get("depthwise.planes", (sh, sw, n, c, geo.length), x.dtype)  # shared scratch
 
         def part(cs):
+            planes[:, :, :, cs] = 0  # the padding (a whole pass: cheaper than finding the border of each phase)
             for (a, bb), rows, cols, prow, pcol in geo.copies:
                 grid = planes[a, bb, :, cs, :geo.hq * geo.wq].reshape(n, -1, geo.hq, geo.wq)
                 grid[:, :, prow, pcol] = x[:, cs, rows, cols]
@@ -81,13 +82,12 @@ def depthwise(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride, pad, d
                 out[:, cs] = valid
     else:  # 1-D, 3-D: strided windows of the zero-padded input
         padded = tuple(s + 2 * p for s, p in zip(x.shape[2:], pad))
-        interior = tuple(slice(p, p + s) for s, p in zip(x.shape[2:], pad))
-        xp = ws.get("depthwise.pad", (n, c) + padded, x.dtype, zeros=True)
+        xp = ws.get("depthwise.pad", (n, c) + padded, x.dtype)
         windows = [tuple(slice(d * t, d * t + s * (o - 1) + 1, s) for t, d, s, o in
                          zip(tap, dilation, stride, out.shape[2:])) for tap in np.ndindex(*kernel)]
 
         def part(cs):
-            xp[(slice(None), cs) + interior] = x[:, cs]  # the border is never written: still zero
+            padded_scratch_into(xp[:, cs], x[:, cs], pad)
             acc = out[:, cs]
             tmp = ws.get("depthwise.tmp", acc.shape, acc.dtype)
             for t, window in enumerate(windows):

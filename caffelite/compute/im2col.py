@@ -59,6 +59,24 @@ class Workspace:
         return a[:size].reshape(shape)
 
 
+def padded_scratch(ws: Workspace, role: str, x: np.ndarray, shape, lead) -> np.ndarray:
+    """Shared scratch of ``shape`` (N, C, *padded) holding ``x`` (N, C, *spatial) at offset ``lead`` per
+    spatial axis and zeros everywhere else.  Shared with every layer (a TEST net needs the biggest, not
+    the sum), so the border is zeroed again at every call: a slab per side and axis, not the whole array."""
+    xp = ws.get(role, shape, x.dtype)
+    padded_scratch_into(xp, x, lead)
+    return xp
+
+
+def padded_scratch_into(xp: np.ndarray, x: np.ndarray, lead) -> None:
+    """``xp`` (N, C, *padded) = ``x`` at offset ``lead``, zero elsewhere (the border written, not the whole)."""
+    for axis, (p, size) in enumerate(zip(lead, x.shape[2:]), start=2):
+        before = (slice(None),) * axis
+        xp[before + (slice(0, p),)] = 0
+        xp[before + (slice(p + size, None),)] = 0
+    xp[(Ellipsis,) + tuple(slice(p, p + s) for s, p in zip(x.shape[2:], lead))] = x
+
+
 # --- im2col / col2im ----------------------------------------------------------------------------
 def conv_out_size(size: int, kernel: int, stride: int, pad: int, dilation: int = 1) -> int:
     """Caffe's convolution output size along one axis."""
@@ -75,7 +93,9 @@ def _padded(x: np.ndarray, pad, ws: Workspace | None = None) -> np.ndarray:
     if not any(pad):
         return x
     shape = x.shape[:2] + tuple(s + 2 * p for s, p in zip(x.shape[2:], pad))
-    xp = np.zeros(shape, x.dtype) if ws is None else ws.get("im2col.pad", shape, x.dtype, zeros=True)
+    if ws is not None:
+        return padded_scratch(ws, "im2col.pad", x, shape, pad)
+    xp = np.zeros(shape, x.dtype)
     xp[(Ellipsis,) + tuple(slice(p, p + s) for s, p in zip(x.shape[2:], pad))] = x
     return xp
 
@@ -159,8 +179,10 @@ class WideColumns:
 
     def planes(self, x: np.ndarray) -> np.ndarray:
         """The padded planes (N, C, plane + slack) of ``x`` (N, C, *spatial), for :meth:`band`."""
-        buf, view = self._buffer(".planes", x.shape[0], x.shape[1], x.dtype, zeros=True)
-        view[self.interior] = x  # the padding and slack are never written: still zero
+        n, c = x.shape[:2]
+        buf = self.ws.get(self.role + ".planes", (n, c, self.plane + max(self.slack, 0)), x.dtype)
+        buf[:, :, self.plane:] = 0  # the slack: read by the garbage columns only, but never garbage itself
+        padded_scratch_into(buf[:, :, :self.plane].reshape((n, c) + self.padded), x, self.pad)
         return buf
 
     def band(self, buf: np.ndarray, r0: int, r1: int) -> np.ndarray:

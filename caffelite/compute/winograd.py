@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from caffelite.compute import parallel
-from caffelite.compute.im2col import Workspace
+from caffelite.compute.im2col import Workspace, padded_scratch_into
 
 _G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
 
@@ -60,9 +60,8 @@ def conv3x3(x: np.ndarray, u: np.ndarray, pad: tuple[int, int], out: np.ndarray,
     th, tw = -(-oh // 2), -(-ow // 2)
     hp, wp = 2 * th + 2, 2 * tw + 2
     dt = x.dtype
-    xp = ws.get("winograd.pad", (c, n, hp, wp), dt, zeros=True)  # what is never written stays zero
-    ph, pw = pad
-    xp[:, :, ph:ph + h, pw:pw + w] = x.swapaxes(0, 1)
+    xp = ws.get("winograd.pad", (c, n, hp, wp), dt)  # shared scratch: channels first, the tiles' layout
+    padded_scratch_into(xp, x.swapaxes(0, 1), pad)
 
     def band(rows: slice) -> None:
         bh = rows.stop - rows.start
