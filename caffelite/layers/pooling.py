@@ -22,7 +22,7 @@ import math
 import numpy as np
 
 from caffelite.common import rng
-from caffelite.compute.parallel import batch_parts, map_parts
+from caffelite.compute.parallel import Tuner, batch_parts, map_parts
 from caffelite.errors import LayerError, ShapeError
 from caffelite.layer import TRAIN, Layer, register_layer
 from caffelite.proto import caffe_pb2
@@ -428,6 +428,8 @@ class PoolingLayer(Layer):
         # parts of the batch pooled in parallel, each with its own state; STOCHASTIC draws in one piece
         self.parts = batch_parts(n, bottom[0].count) if self.pool.method != _P.STOCHASTIC else [slice(0, n)]
         self.pools = [self.pool] + [copy.copy(self.pool) for _ in self.parts[1:]]
+        if getattr(self, "tuned_shape", None) != bottom[0].shape:  # forward, backward: parts in threads when they pay
+            self.tuners, self.tuned_shape = [Tuner(), Tuner()], bottom[0].shape
 
     def forward(self, bottom, top):
         train = self.phase == TRAIN
@@ -440,7 +442,7 @@ class PoolingLayer(Layer):
             y[n] = pool.forward(x[n], train, track)
             if mask is not None:
                 mask[n] = pool.argmax_index()
-        map_parts(part, range(len(self.parts)))
+        map_parts(part, range(len(self.parts)), self.tuners[0])
 
     def backward(self, top, propagate_down, bottom):
         if not propagate_down[0]:
@@ -452,7 +454,7 @@ class PoolingLayer(Layer):
             pool, n = self.pools[k], self.parts[k]
             idx = top[1].data[n].astype(np.int64) if len(top) > 1 else None  # Caffe reads the mask top
             pool.backward(dy[n], train, idx, out=dx[n])
-        map_parts(part, range(len(self.parts)))
+        map_parts(part, range(len(self.parts)), self.tuners[1])
 
 
 @register_layer
