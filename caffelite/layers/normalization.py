@@ -76,31 +76,37 @@ class BatchNormLayer(_OneToOne):
     def _view(self, a: np.ndarray) -> np.ndarray:
         return a.reshape(a.shape[0], self.channels, -1)
 
+    def global_stats(self, dtype) -> tuple[np.ndarray, np.ndarray]:
+        r""":math:`(\mu, \sqrt{\sigma^2 + \epsilon})` from the stored estimates, as (1, C, 1) arrays of ``dtype``."""
+        s = float(self.blobs[2].data.reshape(-1)[0])
+        factor = 0.0 if s == 0 else 1.0 / s
+        mean = (self.blobs[0].data * factor).astype(dtype)
+        var = (self.blobs[1].data * factor).astype(dtype)
+        return mean[None, :, None], np.sqrt(var + self.eps).astype(dtype)[None, :, None]
+
     def forward(self, bottom, top):
         x = self._view(bottom[0].data)
         dtype = x.dtype
-        if self.use_global_stats:
-            s = float(self.blobs[2].data.reshape(-1)[0])
-            factor = 0.0 if s == 0 else 1.0 / s
-            mean = (self.blobs[0].data * factor).astype(dtype)
-            var = (self.blobs[1].data * factor).astype(dtype)
-        else:
-            mean = x.mean(axis=(0, 2))
         y = self._view(top[0].data)
-        if self.use_global_stats and not self.need_backward:  # inference: no temporaries, nothing kept
-            np.subtract(x, mean[None, :, None], out=y)
-            self.std = np.sqrt(var + self.eps).astype(dtype)[None, :, None]
-            np.divide(y, self.std, out=y)
+        if self.use_global_stats:
+            mean, self.std = self.global_stats(dtype)
+            if not self.need_backward:  # inference: no temporaries, nothing kept
+                np.subtract(x, mean, out=y)
+                np.divide(y, self.std, out=y)
+                return
+            centred = x - mean
+            np.divide(centred, self.std, out=y)
+            self.x_norm = y.copy()  # a later in-place layer may overwrite the top
             return
+        mean = x.mean(axis=(0, 2))
         centred = x - mean[None, :, None]
-        if not self.use_global_stats:
-            var = np.square(centred).mean(axis=(0, 2))
-            lam = self.moving_average_fraction
-            self.blobs[2].data[...] = self.blobs[2].data * lam + 1
-            self.blobs[0].data[...] = mean + lam * self.blobs[0].data
-            m = bottom[0].count // self.channels
-            correction = m / (m - 1) if m > 1 else 1.0
-            self.blobs[1].data[...] = correction * var + lam * self.blobs[1].data
+        var = np.square(centred).mean(axis=(0, 2))
+        lam = self.moving_average_fraction
+        self.blobs[2].data[...] = self.blobs[2].data * lam + 1
+        self.blobs[0].data[...] = mean + lam * self.blobs[0].data
+        m = bottom[0].count // self.channels
+        correction = m / (m - 1) if m > 1 else 1.0
+        self.blobs[1].data[...] = correction * var + lam * self.blobs[1].data
         self.std = np.sqrt(var + self.eps).astype(dtype)[None, :, None]
         np.divide(centred, self.std, out=y)
         self.x_norm = y.copy()  # a later in-place layer may overwrite the top
