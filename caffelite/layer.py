@@ -18,7 +18,7 @@ import numpy as np
 
 from caffelite.blob import Blob
 from caffelite.common import TEST, TRAIN
-from caffelite.compute.parallel import single_threaded_blas
+from caffelite.compute.parallel import Tuner, single_threaded_blas
 from caffelite.errors import BackwardError, LayerError
 from caffelite.proto import caffe_pb2
 
@@ -169,6 +169,15 @@ class Layer:
             return
         with single_threaded_blas():
             self.backward(top, propagate_down, bottom)
+
+    def tuner(self, role: str, size: int) -> Tuner:
+        """This layer's :class:`~caffelite.compute.parallel.Tuner` for ``role`` on ``size`` values: whether
+        its parts go to threads, from the timings of its own calls."""
+        tuners = self.__dict__.setdefault("_parts_tuners", {})
+        t = tuners.get((role, size))
+        if t is None:
+            t = tuners[(role, size)] = Tuner()
+        return t
 
     def check_blob_counts(self, bottom: Sequence[Blob], top: Sequence[Blob]) -> None:
         """Caffe's Layer::CheckBlobCounts, with its messages."""

@@ -217,3 +217,43 @@ def test_forward_in_bands_of_output_rows_matches_the_reference(shape, params, ch
     g = layer.geom
     want = convolution_reference(x, layer.blobs[0].data, layer.blobs[1].data, g.stride, g.pad, g.dilation, layer.group)
     np.testing.assert_allclose(top[0].data, want, rtol=1e-12, atol=1e-12)
+
+
+
+ELEMENTWISE = [('type: "ReLU"', 1, False), ('type: "ReLU" relu_param { negative_slope: 0.1 }', 1, True),
+               ('type: "BatchNorm" batch_norm_param { use_global_stats: true }', 1, True),
+               ('type: "Scale" scale_param { bias_term: true }', 1, True), ('type: "Scale"', 2, False),
+               ('type: "Eltwise"', 2, False),
+               ('type: "Eltwise" eltwise_param { coeff: 0.5 coeff: -2 coeff: 1 }', 3, False)]
+
+
+@pytest.mark.parametrize("spec, bottoms, in_place", ELEMENTWISE)
+def test_elementwise_parts_in_threads_give_identical_numbers(spec, bottoms, in_place, monkeypatch):
+    monkeypatch.setattr(parallel, "ELEMENTWISE_MIN", 8)
+    rng = np.random.default_rng(7)
+    xs = [rng.normal(size=(2, 5, 3, 4)).astype(np.float32) for _ in range(bottoms)]
+    if "Scale" in spec and bottoms == 2:
+        xs[1] = rng.normal(size=(5,)).astype(np.float32)
+    outs = []
+    for workers in (1, 3):
+        monkeypatch.setattr(parallel, "WORKERS", workers)
+        monkeypatch.setattr(parallel, "CHUNK_THREADS", True)
+        layer = make_layer(spec, caffe_pb2.TEST)
+        bottom = [Blob(data=x.copy()) for x in xs]
+        top = bottom[:1] if in_place else [Blob()]
+        layer.run_setup(bottom, top)
+        layer.need_backward = False
+        prng = np.random.default_rng(8)  # the same parameters for both layers
+        for b in layer.blobs:
+            b.data[...] = np.abs(prng.normal(size=b.shape)) + 0.5
+        runs = []
+        for _ in range(4):  # through the tuner's trials: both ways when there are threads
+            for b, x in zip(bottom, xs):
+                b.data[...] = x
+            layer.run_forward(bottom, top)
+            runs.append(top[0].data.copy())
+        for r in runs[1:]:
+            np.testing.assert_array_equal(r, runs[0])
+        outs.append(runs[0])
+    np.testing.assert_array_equal(outs[0], outs[1])
+    assert len(parallel.value_parts(xs[0].shape[1], 24)) > 1

@@ -250,6 +250,15 @@ def tiles(m: int, k: int, n: int) -> list[tuple[slice, slice]]:
     return [(s, slice(None)) for s in _split(m, count)]
 
 
+ELEMENTWISE_MIN = 1 << 17  # values per part of an elementwise pass (~50-100 us of NumPy on one core)
+
+
+def value_parts(rows: int, per_row: int) -> list[slice]:
+    """Row ranges of an elementwise pass over ``rows`` rows of ``per_row`` values (channels, or single values):
+    up to MAX_TILES, at least ELEMENTWISE_MIN values each; a function of the shape only."""
+    return _split(rows, max(1, min(MAX_TILES, rows, rows * per_row // ELEMENTWISE_MIN)))
+
+
 def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray, tuner: Tuner | None = None) -> None:
     """``out = a @ b``, tile by tile (:func:`tiles`), the tiles in threads when ``tuner`` says so."""
     parts = tiles(a.shape[0], a.shape[1], b.shape[1])

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from caffelite.blob import Blob
+from caffelite.compute.parallel import map_parts, value_parts
 from caffelite.errors import LayerError, ShapeError
 from caffelite.filler import fill
 from caffelite.layer import TEST, Layer, register_layer
@@ -90,9 +91,11 @@ class BatchNormLayer(_OneToOne):
         y = self._view(top[0].data)
         if self.use_global_stats:
             mean, self.std = self.global_stats(dtype)
-            if not self.need_backward:  # inference: no temporaries, nothing kept
-                np.subtract(x, mean, out=y)
-                np.divide(y, self.std, out=y)
+            if not self.need_backward:  # inference: no temporaries, nothing kept; channel ranges in threads
+                def part(cs):
+                    np.subtract(x[:, cs], mean[:, cs], out=y[:, cs])
+                    np.divide(y[:, cs], self.std[:, cs], out=y[:, cs])
+                map_parts(part, value_parts(self.channels, x.size // self.channels), self.tuner("forward", x.size))
                 return
             centred = x - mean
             np.divide(centred, self.std, out=y)
@@ -326,9 +329,14 @@ class ScaleLayer(Layer):
         x = bottom[0].data.reshape(outer, n, inner)
         if top[0] is bottom[0] and self.need_backward:  # backward reads the bottom the top overwrites
             self.bottom_memory = x.copy()
-        np.multiply(x, self._scale(bottom).data.reshape(1, n, 1), out=top[0].data.reshape(outer, n, inner))
-        if self._bias() is not None:
-            self.bias_layer.forward([top[0]], [top[0]])
+        scale, y = self._scale(bottom).data.reshape(1, n, 1), top[0].data.reshape(outer, n, inner)
+        bias = self._bias().blobs[0].data.reshape(1, n, 1) if self._bias() is not None else None
+
+        def part(cs):  # y = x·s, then y + b (the internal Bias layer's operation), channel ranges in threads
+            np.multiply(x[:, cs], scale[:, cs], out=y[:, cs])
+            if bias is not None:
+                np.add(y[:, cs], bias[:, cs], out=y[:, cs])
+        map_parts(part, value_parts(n, outer * inner), self.tuner("forward", x.size))
 
     def backward(self, top, propagate_down, bottom):
         outer, n, inner = self.dims
