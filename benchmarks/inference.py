@@ -4,11 +4,11 @@ Each net comes from the corpus with its input set to batch 1 and random He-scale
 ``.caffemodel`` (see :func:`prepare`); the same prototxt, weights and input go to three worker
 processes: caffelite with its default threads, caffelite with one thread, and OpenCV 4.14 (installed
 apart from the test environment, which holds OpenCV 5: ``make bench`` puts it in ``.venv/opencv4``).
-The workers run in turns (a few forwards each, repeated), so a change in the machine's load hits all
-of them; the figures are medians.  Every net runs twice: on the machine as it is, and with a competing
-busy process on one core.  Reported per net: median ms of each engine, caffelite / OpenCV, caffelite /
-caffelite one-thread, the max output difference (relative to the output's largest value), each worker's
-peak resident memory, and the load average.
+The workers run in turns (a few forwards each, repeated, after WARMUP untimed ones), so a change in the
+machine's load hits all of them; the figures are medians.  Every net runs twice: on the machine as it
+is, and with a competing busy process on one core.  Reported per net: median ms of each engine,
+caffelite / OpenCV, caffelite / caffelite one-thread, the max output difference (relative to the
+output's largest value), each worker's peak resident memory, and the load average.
 
 Run: ``python -m benchmarks.inference`` (or ``make bench``); ``--nets AlexNet,MobileNet`` picks nets,
 ``--profile NET`` prints caffelite's time per layer.
@@ -40,6 +40,7 @@ NETS = [
     ("MobileNet", "shicai__MobileNet-Caffe/mobilenet_deploy.prototxt", 1.5),
 ]
 ROUNDS, PER_ROUND = 5, 3  # turns per engine, forwards per turn
+WARMUP = 8  # untimed forwards first, for every engine
 
 
 def prepare(rel: str, folder: str) -> tuple[str, str, str]:
@@ -128,7 +129,8 @@ def _worker(engine: str, prototxt: str, weights: str, data_path: str) -> None:
             net.blobs[name].data[...] = data
             net.forward()
             return net.blobs[blob].data
-    out = forward()  # first run: allocation, page faults
+    for _ in range(WARMUP):  # allocation, page faults, and caffelite's tuners' first trials (threads or not)
+        out = forward()
     for line in sys.stdin:
         cmd, arg = line.split()
         if cmd == "run":
