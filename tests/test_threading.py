@@ -179,6 +179,7 @@ def test_depthwise_float32_close_to_the_group_products(monkeypatch):
 def test_net_outputs_do_not_depend_on_the_thread_count(restore_threads, monkeypatch):
     monkeypatch.setattr(parallel, "TILE_MIN", 64)
     monkeypatch.setattr(vision, "CHUNK_BYTES", 1)
+    monkeypatch.setattr(vision, "BAND_BYTES", 256)
     proto = """
     input: "data" input_shape { dim: 1 dim: 3 dim: 12 dim: 12 }
     layer { name: "c1" type: "Convolution" bottom: "data" top: "c1"
@@ -209,7 +210,7 @@ def test_net_outputs_do_not_depend_on_the_thread_count(restore_threads, monkeypa
                                            ((1, 2, 5, 4, 6), "num_output: 3 kernel_size: 3 pad: 1")])
 @pytest.mark.parametrize("chunk_bytes", [1, 200])  # a band per output row, or a few rows
 def test_forward_in_bands_of_output_rows_matches_the_reference(shape, params, chunk_bytes, monkeypatch):
-    monkeypatch.setattr(vision, "CHUNK_BYTES", chunk_bytes)
+    monkeypatch.setattr(vision, "BAND_BYTES", chunk_bytes)
     x = np.random.default_rng(6).normal(size=shape)
     layer, bottom, top = conv_layer(params, x)
     assert layer.bands is not None and len(layer.bands) > 1

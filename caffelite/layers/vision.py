@@ -36,6 +36,8 @@ from caffelite.layer import Layer, register_layer
 # Columns are built for about this many bytes of images at a time (at least one image): the buffers stay
 # in cache and below malloc's mmap threshold instead of a fresh, page-faulting multi-MB array per call.
 CHUNK_BYTES = 4 << 20
+# One image's wide columns above this size are built and multiplied in bands of output rows (see reshape).
+BAND_BYTES = 4 << 20
 # Stride-1 convolutions use WideColumns (long contiguous runs); False forces the exact im2col.
 WIDE = True
 # 3x3 stride-1 layers of a net that never runs their backward use Winograd F(2x2, 3x3) where it measured
@@ -242,11 +244,12 @@ class ConvolutionLayer(_BaseConvolution):
         self.col_count = self.num * self.channels * math.prod(g.kernel) * run  # values in all the columns
         per_image = self.col_count // self.num * bottom[0].data.itemsize
         self.chunks = _chunks(self.num, per_image)
-        # Forward of an image whose wide columns exceed CHUNK_BYTES: bands of output rows, the columns of one
-        # band at a time (FCN-8s's conv1_2 at 500x500: 1.1 GB of columns in one piece, 4 MB in bands).
+        # Forward of an image whose wide columns exceed BAND_BYTES: bands of output rows, the columns of one
+        # band at a time (FCN-8s's conv1_2 at 500x500: 1.1 GB of columns in one piece, 4 MB in bands); the
+        # bands, copy and product, in threads when they pay.
         self.bands = None
-        if self.wide is not None and per_image > CHUNK_BYTES:
-            step = max(1, CHUNK_BYTES * self.wide.out[0] // per_image)
+        if self.wide is not None and per_image > BAND_BYTES:
+            step = max(1, BAND_BYTES * self.wide.out[0] // per_image)
             self.bands = [(r, min(r + step, self.wide.out[0])) for r in range(0, self.wide.out[0], step)]
 
     def _cols(self, x: np.ndarray) -> np.ndarray:
@@ -322,13 +325,16 @@ class ConvolutionLayer(_BaseConvolution):
                     n0, n1 = span
                     if self.bands is not None:
                         planes = self.wide.planes(x[n0:n1])
-                        for r0, r1 in self.bands:
+
+                        def band(rows_range):
+                            r0, r1 = rows_range
                             cols = self.wide.band(planes, r0, r1)
                             rows = self._grouped(w, cols, self.ws.get("rows", (self.num_output, cols.shape[1]),
                                                                        x.dtype))
                             if bias is not None:
                                 rows += bias
                             self.wide.to_output(rows, y[n0:n1], r0, r1)
+                        parallel.map_parts(band, self.bands, self._tuner("bands"))
                         return
                     cols = self._cols(x[n0:n1])
                     rows = self._grouped(w, cols, self.ws.get("rows", (self.num_output, cols.shape[1]), x.dtype))
