@@ -225,20 +225,23 @@ ELEMENTWISE = [('type: "ReLU"', 1, False), ('type: "ReLU" relu_param { negative_
                ('type: "BatchNorm" batch_norm_param { use_global_stats: true }', 1, True),
                ('type: "Scale" scale_param { bias_term: true }', 1, True), ('type: "Scale"', 2, False),
                ('type: "Eltwise"', 2, False),
-               ('type: "Eltwise" eltwise_param { coeff: 0.5 coeff: -2 coeff: 1 }', 3, False)]
+               ('type: "Eltwise" eltwise_param { coeff: 0.5 coeff: -2 coeff: 1 }', 3, False),
+               ('type: "Pooling" pooling_param { pool: MAX kernel_size: 2 stride: 1 }', 1, False),
+               ('type: "LRN" lrn_param { local_size: 3 alpha: 0.5 }', 1, False),
+               ('type: "LRN" lrn_param { local_size: 3 alpha: 0.5 norm_region: WITHIN_CHANNEL }', 1, False)]
 
 
 @pytest.mark.parametrize("spec, bottoms, in_place", ELEMENTWISE)
 def test_elementwise_parts_in_threads_give_identical_numbers(spec, bottoms, in_place, monkeypatch):
-    monkeypatch.setattr(parallel, "ELEMENTWISE_MIN", 8)
     rng = np.random.default_rng(7)
     xs = [rng.normal(size=(2, 5, 3, 4)).astype(np.float32) for _ in range(bottoms)]
     if "Scale" in spec and bottoms == 2:
         xs[1] = rng.normal(size=(5,)).astype(np.float32)
     outs = []
-    for workers in (1, 3):
+    for workers, part_min in ((1, 1 << 40), (1, 8), (3, 8)):  # one part; parts serially; parts in threads
         monkeypatch.setattr(parallel, "WORKERS", workers)
         monkeypatch.setattr(parallel, "CHUNK_THREADS", True)
+        monkeypatch.setattr(parallel, "ELEMENTWISE_MIN", part_min)
         layer = make_layer(spec, caffe_pb2.TEST)
         bottom = [Blob(data=x.copy()) for x in xs]
         top = bottom[:1] if in_place else [Blob()]
@@ -257,4 +260,4 @@ def test_elementwise_parts_in_threads_give_identical_numbers(spec, bottoms, in_p
             np.testing.assert_array_equal(r, runs[0])
         outs.append(runs[0])
     np.testing.assert_array_equal(outs[0], outs[1])
-    assert len(parallel.value_parts(xs[0].shape[1], 24)) > 1
+    np.testing.assert_array_equal(outs[0], outs[2])

@@ -22,7 +22,7 @@ import math
 import numpy as np
 
 from caffelite.common import rng
-from caffelite.compute.parallel import Tuner, batch_parts, map_parts
+from caffelite.compute.parallel import Tuner, batch_parts, map_parts, value_parts
 from caffelite.errors import LayerError, ShapeError
 from caffelite.layer import TRAIN, Layer, register_layer
 from caffelite.proto import caffe_pb2
@@ -436,6 +436,12 @@ class PoolingLayer(Layer):
         x, y, mask = bottom[0].data, top[0].data, top[1].data if len(top) > 1 else None
 
         track = self.need_backward or mask is not None
+        p = self.pool
+        if not track and p.method == _P.MAX and len(self.parts) == 1:  # batch 1: channel ranges, no state
+            def channels(cs):
+                y[:, cs] = _window_max(x[:, cs], p.kernel, p.stride, p.out, p.pad)
+            map_parts(channels, value_parts(x.shape[1], x.size // x.shape[1]), self.tuners[0])
+            return
 
         def part(k):
             pool, n = self.pools[k], self.parts[k]
