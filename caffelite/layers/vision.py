@@ -449,6 +449,8 @@ class DeconvolutionLayer(_BaseConvolution):
         super().reshape(bottom, top)
         per_image = self.num_output * math.prod(self.geom.kernel) * math.prod(self.in_spatial) * 4
         self.chunks = _chunks(self.num, per_image)
+        if getattr(self, "tuned_shape", None) != bottom[0].shape:
+            self.tuner_forward, self.tuned_shape = parallel.Tuner(), bottom[0].shape
 
     def forward(self, bottom, top):
         w = self._w()
@@ -459,8 +461,12 @@ class DeconvolutionLayer(_BaseConvolution):
             for n0, n1 in self.chunks:
                 x = _to_rows(x3[n0:n1])
                 cols = np.empty((kdim * self.group, x.shape[1]), x.dtype)
-                for g in range(self.group):
-                    np.matmul(w[g * gi:(g + 1) * gi].T, x[g * gi:(g + 1) * gi], out=cols[g * kdim:(g + 1) * kdim])
+                if self.group == 1:  # the product's tiles, in threads when they pay
+                    parallel.matmul(w.T, x, cols, self.tuner_forward)
+                else:
+                    for g in range(self.group):
+                        np.matmul(w[g * gi:(g + 1) * gi].T, x[g * gi:(g + 1) * gi],
+                                  out=cols[g * kdim:(g + 1) * kdim])
                 self.geom.col2im(cols, y[n0:n1])
             if self.bias_term:
                 y.reshape(self.num, self.num_output, -1)[...] += self.blobs[1].data[:, None]
