@@ -53,7 +53,7 @@ def depthwise(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride, pad, d
     n, c = x.shape[:2]
     kernel = w.shape[1:]
     count = min(parallel.MAX_TILES, max(1, out.size * math.prod(kernel) // (parallel.TILE_MIN // 8)), c)
-    parts = parallel._split(c, count)
+    parts = parallel.even_parts(c, count)
     wc = w.reshape(c, -1)
     ones = (1,) * (x.ndim - 2)
     if x.ndim == 4:

@@ -235,7 +235,8 @@ ADD_BLOCK_BYTES = 1 << 20
 THREADED_MIN = 1 << 24  # weight-gradient products of at least this many multiply-adds go to threads
 
 
-def _split(n: int, parts: int) -> list[slice]:
+def even_parts(n: int, parts: int) -> list[slice]:
+    """``parts`` consecutive slices of range(n) as even as can be (empty ones dropped)."""
     bounds = [n * i // parts for i in range(parts + 1)]
     return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
 
@@ -246,8 +247,8 @@ def tiles(m: int, k: int, n: int) -> list[tuple[slice, slice]]:
     if count < 2:
         return [(slice(None), slice(None))]
     if n >= m:
-        return [(slice(None), s) for s in _split(n, count)]
-    return [(s, slice(None)) for s in _split(m, count)]
+        return [(slice(None), s) for s in even_parts(n, count)]
+    return [(s, slice(None)) for s in even_parts(m, count)]
 
 
 ELEMENTWISE_MIN = 1 << 17  # values per part of an elementwise pass (~50-100 us of NumPy on one core)
@@ -256,7 +257,7 @@ ELEMENTWISE_MIN = 1 << 17  # values per part of an elementwise pass (~50-100 us 
 def value_parts(rows: int, per_row: int) -> list[slice]:
     """Row ranges of an elementwise pass over ``rows`` rows of ``per_row`` values (channels, or single values):
     up to MAX_TILES, at least ELEMENTWISE_MIN values each; a function of the shape only."""
-    return _split(rows, max(1, min(MAX_TILES, rows, rows * per_row // ELEMENTWISE_MIN)))
+    return even_parts(rows, max(1, min(MAX_TILES, rows, rows * per_row // ELEMENTWISE_MIN)))
 
 
 def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray, tuner: Tuner | None = None) -> None:
@@ -280,6 +281,6 @@ def add_product(out: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
             out[r0:r1] += np.matmul(a[r0:r1], b, out=tmp[:r1 - r0])
     with single_threaded_blas():
         if a.shape[0] * a.shape[1] * b.shape[1] >= THREADED_MIN:
-            map_parts(part, _split(out.shape[0], WORKERS))
+            map_parts(part, even_parts(out.shape[0], WORKERS))
         else:
             part(slice(0, out.shape[0]))

@@ -46,7 +46,7 @@ def bands(c: int, n: int, th: int, tw: int, itemsize: int) -> list[slice]:
     """Tile-row ranges whose transformed tiles take about BAND_BYTES: a function of the shape only."""
     per_row = 16 * c * n * tw * itemsize
     count = max(1, min(th, round(per_row * th / BAND_BYTES)))
-    return parallel._split(th, count)
+    return parallel.even_parts(th, count)
 
 
 def conv3x3(x: np.ndarray, u: np.ndarray, pad: tuple[int, int], out: np.ndarray, ws: Workspace,
