@@ -261,3 +261,29 @@ def test_elementwise_parts_in_threads_give_identical_numbers(spec, bottoms, in_p
         outs.append(runs[0])
     np.testing.assert_array_equal(outs[0], outs[1])
     np.testing.assert_array_equal(outs[0], outs[2])
+
+
+def test_blas_runs_one_thread_during_a_net_pass_and_gets_its_count_back(restore_threads, monkeypatch):
+    if parallel._BLAS is None:
+        pytest.skip("threadpoolctl or a BLAS it knows is missing")
+    from caffelite.layers.neuron import ReLULayer
+    get, set_ = parallel._BLAS
+    seen, forward = [], ReLULayer.forward
+
+    def spy(self, bottom, top):
+        seen.append((get(), parallel._scope["depth"]))
+        forward(self, bottom, top)
+    monkeypatch.setattr(ReLULayer, "forward", spy)
+    caffelite.set_num_threads(2)
+    before = get()
+    set_(2)
+    try:
+        net = caffelite.Net(text_format.Parse("""
+            input: "data" input_shape { dim: 1 dim: 2 dim: 3 dim: 3 }
+            layer { name: "r1" type: "ReLU" bottom: "data" top: "a" }
+            layer { name: "r2" type: "ReLU" bottom: "a" top: "b" }""", caffe_pb2.NetParameter()), caffelite.TEST)
+        net.forward(data=np.ones((1, 2, 3, 3), np.float32))
+        assert seen == [(1, 2), (1, 2)]  # the net's scope and the layer's: one switch for the pass
+        assert get() == 2
+    finally:
+        set_(before)
