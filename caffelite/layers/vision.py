@@ -247,10 +247,17 @@ class ConvolutionLayer(_BaseConvolution):
         # Forward of an image whose wide columns exceed BAND_BYTES: bands of output rows, the columns of one
         # band at a time (FCN-8s's conv1_2 at 500x500: 1.1 GB of columns in one piece, 4 MB in bands); the
         # bands, copy and product, in threads when they pay.
+        # A single image whose product parallel.tiles cuts by columns goes in as many bands instead: the same
+        # products, and the column copies in the threads too.
         self.bands = None
+        rows_out = self.wide.out[0] if self.wide is not None else 0
         if self.wide is not None and per_image > BAND_BYTES:
-            step = max(1, BAND_BYTES * self.wide.out[0] // per_image)
-            self.bands = [(r, min(r + step, self.wide.out[0])) for r in range(0, self.wide.out[0], step)]
+            step = max(1, BAND_BYTES * rows_out // per_image)
+            self.bands = [(r, min(r + step, rows_out)) for r in range(0, rows_out, step)]
+        elif self.wide is not None and self.num == 1 and self.group == 1:
+            tiles = parallel.tiles(self.num_output, self.col_count // self.wide.run, self.wide.run)
+            if len(tiles) > 1 and tiles[0][0] == slice(None):
+                self.bands = [(s.start, s.stop) for s in parallel.even_parts(rows_out, min(len(tiles), rows_out))]
 
     def _cols(self, x: np.ndarray) -> np.ndarray:
         """Columns (C·∏k, n·L) of the images ``x`` (n, C, *spatial)."""
@@ -329,8 +336,11 @@ class ConvolutionLayer(_BaseConvolution):
                         def band(rows_range):
                             r0, r1 = rows_range
                             cols = self.wide.band(planes, r0, r1)
-                            rows = self._grouped(w, cols, self.ws.get("rows", (self.num_output, cols.shape[1]),
-                                                                       x.dtype))
+                            rows = self.ws.get("rows", (self.num_output, cols.shape[1]), x.dtype)
+                            if self.group == 1:  # one product per band (the bands are the parts)
+                                np.matmul(w, cols, out=rows)
+                            else:
+                                self._grouped(w, cols, rows)
                             if bias is not None:
                                 rows += bias
                             self.wide.to_output(rows, y[n0:n1], r0, r1)
