@@ -10,8 +10,11 @@ is, and with a competing busy process on one core.  Reported per net: median ms 
 caffelite / OpenCV, caffelite / caffelite one-thread, the max output difference (relative to the
 output's largest value), each worker's peak resident memory, and the load average.
 
+Last, FCN-8s at 500x500: caffelite's peak memory for one forward (its own process) beside BVLC Caffe's
+by Caffe's allocation rule (:func:`caffe_peak_mb`).
+
 Run: ``python -m benchmarks.inference`` (or ``make bench``); ``--nets AlexNet,MobileNet`` picks nets,
-``--profile NET`` prints caffelite's time per layer.
+``--profile NET`` prints caffelite's time per layer, ``--memory`` runs the FCN-8s part alone.
 """
 
 from __future__ import annotations
@@ -225,7 +228,56 @@ def main(nets=None) -> list[dict]:
                 row["loaded" if loaded else "quiet"] = measure(files, engines, loaded)
             results.append(row)
             report_row(row)
+    if not nets:
+        fcn_memory()
     return results
+
+
+FCN8S = "shelhamer__fcn.berkeleyvision.org/voc-fcn8s/deploy.prototxt"
+
+
+def _fcn_worker() -> None:
+    """One TEST forward of FCN-8s at 500x500 with random weights; prints peak memory and time as JSON."""
+    import caffelite
+    from benchmarks.nets import corpus_path
+    net = caffelite.Net(corpus_path(FCN8S), caffelite.TEST)
+    rng = np.random.default_rng(0)
+    for blobs in net.params.values():
+        for b in blobs:
+            b.data[...] = rng.standard_normal(b.shape, dtype=np.float32) * np.float32(0.01)
+    net.blobs["data"].data[...] = rng.uniform(-1, 1, net.blobs["data"].shape)
+    t0 = time.perf_counter()
+    net.forward()
+    print(json.dumps({"peak_mb": _peak_mb(), "seconds": time.perf_counter() - t0}))
+
+
+def caffe_peak_mb(rel: str = FCN8S) -> float:
+    """BVLC Caffe's memory for one TEST forward by its allocation rule: every blob, the weights, and the
+    column buffer that each non-1x1 (de)convolution layer keeps for itself (base_conv_layer.hpp)."""
+    import math
+
+    import caffelite
+    from benchmarks.nets import corpus_path
+    net = caffelite.Net(corpus_path(rel), caffelite.TEST)
+    total = sum(b.count for b in net.blobs.values()) + sum(b.count for bs in net.params.values() for b in bs)
+    for layer in net.layers:
+        if layer.layer_type() in ("Convolution", "Deconvolution") and not layer.geom.is_1x1:
+            spatial = layer.in_spatial if layer.layer_type() == "Deconvolution" else layer.out_spatial
+            channels = layer.num_output if layer.layer_type() == "Deconvolution" else layer.channels
+            total += channels * math.prod(layer.geom.kernel) * math.prod(spatial)
+    return total * 4 / 2 ** 20
+
+
+def fcn_memory() -> None:
+    """FCN-8s at 500x500, one forward in its own process: caffelite's peak memory against Caffe's rule."""
+    r = subprocess.run([sys.executable, "-m", "benchmarks.inference", "--fcn-worker"], cwd=ROOT,
+                       capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=ROOT))
+    if r.returncode:
+        print("FCN-8s: the worker failed:\n" + r.stderr[-2000:])
+        return
+    m = json.loads(r.stdout.strip().splitlines()[-1])
+    print("FCN-8s 500x500  caffelite peak %.0f MB, forward %.1f s (load %.1f); BVLC Caffe by its allocation "
+          "rule %.0f MB" % (m["peak_mb"], m["seconds"], os.getloadavg()[0], caffe_peak_mb()))
 
 
 def report_row(row: dict) -> None:
@@ -284,9 +336,15 @@ if __name__ == "__main__":
     ap.add_argument("--worker", nargs=4, metavar=("ENGINE", "PROTOTXT", "WEIGHTS", "INPUT"))
     ap.add_argument("--nets", help="comma-separated names (default: all)")
     ap.add_argument("--profile", metavar="NET")
+    ap.add_argument("--fcn-worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--memory", action="store_true", help="FCN-8s's peak memory only")
     a = ap.parse_args()
     if a.worker:
         _worker(*a.worker)
+    elif a.fcn_worker:
+        _fcn_worker()
+    elif a.memory:
+        fcn_memory()
     elif a.profile:
         profile(a.profile)
     else:
