@@ -37,8 +37,14 @@ demo: $(STAMP) $(PB2)
 	$(PY) examples/softmax_loss/run.py
 	@if [ -f examples/digits/train.py ]; then $(PY) examples/digits/train.py; fi
 
+# OpenCV 4.14 (the last with a Caffe importer) goes into its own folder, never into .venv itself (the tests
+# use OpenCV 5 there): benchmarks/inference.py runs it in a subprocess with PYTHONPATH=$(OPENCV4).
+OPENCV4 := $(VENV)/opencv4
+
 bench: $(STAMP) $(PB2)
 	$(PY) -m pip install -q torch==2.13.0 || echo "torch unavailable: ratios to PyTorch are skipped"
+	test -d $(OPENCV4)/cv2 || $(PY) -m pip install -q --target $(OPENCV4) opencv-python-headless==4.14.0.94 \
+		|| echo "OpenCV 4.14 could not be installed into $(OPENCV4): inference ratios to OpenCV are skipped"
 	$(PY) benchmarks/run.py
 
 golden: $(STAMP) $(PB2)

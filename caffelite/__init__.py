@@ -11,6 +11,7 @@ already have::
 from caffelite._version import __version__
 from caffelite.blob import Blob
 from caffelite.common import has_nccl, set_device, set_mode_cpu, set_mode_gpu, set_random_seed
+from caffelite.compute.parallel import get_num_threads, set_num_threads
 from caffelite.errors import (
     BackwardError,
     BlobMemoryError,
@@ -55,7 +56,8 @@ _python_layer.use_caffe_alias(_install_caffe_alias)
 
 __all__ = [
     "__version__", "Blob", "Layer", "Net", "TRAIN", "TEST", "layer_type_list", "register_layer",
-    "set_mode_cpu", "set_mode_gpu", "set_device", "set_random_seed", "has_nccl",
+    "set_mode_cpu", "set_mode_gpu", "set_device", "set_random_seed", "has_nccl", "set_num_threads",
+    "get_num_threads",
     "CaffeliteError", "ProtoError", "FileFormatError", "CaffeFileNotFoundError", "NetError",
     "UnknownLayerTypeError", "LayerError", "ShapeError", "LabelError", "BackwardError", "WeightsError",
     "BlobMemoryError", "SolverError", "UnsupportedError", "MissingDependencyError",

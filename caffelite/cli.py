@@ -14,6 +14,7 @@ import os
 import sys
 
 from caffelite._version import __version__
+from caffelite.compute.parallel import set_num_threads
 from caffelite.errors import CaffeliteError
 
 # subcommand -> module under caffelite.tools (a module not present yet is simply not offered)
@@ -59,12 +60,16 @@ def build_parser() -> argparse.ArgumentParser:
         prog="caffelite",
         description="Caffe, reborn in pure Python: train, test, time, check and explain Caffe nets.")
     parser.add_argument("--version", action="version", version="caffelite " + __version__)
+    threads = dict(type=int, metavar="N", help="compute with N threads (default: OMP_NUM_THREADS / "
+                   "OPENBLAS_NUM_THREADS, else every core)")
+    parser.add_argument("--threads", **threads)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     parser.command_parsers = {}  # command -> its parser, whose usage an error in its options shows
     for command, module in _available():
         p = module.add_parser(sub)
         p.set_defaults(_run=module.run)
         parser.command_parsers[command] = p
+        p.add_argument("--threads", default=argparse.SUPPRESS, **threads)  # also after the command
     return parser
 
 
@@ -79,6 +84,10 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
+    if args.threads is not None:
+        if args.threads < 1:
+            parser.error("--threads must be >= 1 (got %d)" % args.threads)
+        set_num_threads(args.threads)
     try:
         status = int(args._run(args) or 0)
         sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit

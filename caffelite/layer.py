@@ -18,6 +18,7 @@ import numpy as np
 
 from caffelite.blob import Blob
 from caffelite.common import TEST, TRAIN
+from caffelite.compute.parallel import Tuner, single_threaded_blas
 from caffelite.errors import BackwardError, LayerError
 from caffelite.proto import caffe_pb2
 
@@ -67,6 +68,9 @@ class Layer:
     def loss_weight_aborts(cls) -> bool:
         """Whether Caffe aborts (Backward NOT_IMPLEMENTED) when a top of this type carries a loss_weight."""
         return not cls.has_backward and not cls.empty_backward
+    # False when the net that holds the layer never runs its backward (set by Net): forward may then skip
+    # what only backward reads (MAX pooling's argmax).
+    need_backward: bool = True
 
     def __init__(self, layer_param=None):
         param = caffe_pb2.LayerParameter()
@@ -163,7 +167,8 @@ class Layer:
     def run_forward(self, bottom: Sequence[Blob], top: Sequence[Blob]) -> float:
         """Caffe's Layer::Forward: reshape, forward, and return the weighted loss of the tops."""
         self.reshape(bottom, top)
-        self.forward(bottom, top)
+        with single_threaded_blas():  # our threads over a one-thread BLAS (a no-op inside a net pass)
+            self.forward(bottom, top)
         loss = 0.0
         for top_id, weight in enumerate(self._loss):
             if weight:
@@ -178,7 +183,17 @@ class Layer:
         """Caffe's Layer::Backward."""
         if not self.has_backward and not any(propagate_down):
             return
-        self.backward(top, propagate_down, bottom)
+        with single_threaded_blas():
+            self.backward(top, propagate_down, bottom)
+
+    def tuner(self, role: str, size: int) -> Tuner:
+        """This layer's :class:`~caffelite.compute.parallel.Tuner` for ``role`` on ``size`` values: whether
+        its parts go to threads, from the timings of its own calls."""
+        tuners = self.__dict__.setdefault("_parts_tuners", {})
+        t = tuners.get((role, size))
+        if t is None:
+            t = tuners[(role, size)] = Tuner()
+        return t
 
     def check_blob_counts(self, bottom: Sequence[Blob], top: Sequence[Blob]) -> None:
         """Caffe's Layer::CheckBlobCounts, with its messages."""

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 from caffelite.blob import Blob, physical_memory
 from caffelite.common import api_name
+from caffelite.compute.parallel import single_threaded_blas
 from caffelite.errors import (
     BackwardError,
     BlobMemoryError,
@@ -131,6 +132,8 @@ class Net(PycaffeNet):
         if param.force_backward:
             self._force_backward()
         self._check_explicit_propagate_down()
+        for layer, need in zip(self.layers, self._layer_need_backward):
+            layer.need_backward = need  # a layer whose backward the net never runs may keep less in forward
         self._output_ids = [self._blob_index[n] for n in sorted(available)]
 
     def _append_layer(self, layer_id: int, lp, available: dict) -> None:
@@ -438,24 +441,26 @@ class Net(PycaffeNet):
         """Caffe's Net::ForwardFromTo (inclusive); returns the total weighted loss."""
         end = len(self.layers) - 1 if end is None else end
         loss = 0.0
-        for i in range(start, end + 1):
-            bottom, top = self._layer_blobs(i)
-            try:
-                loss += self.layers[i].run_forward(bottom, top)
-            except CaffeliteError as e:
-                raise _context(e, self.layers[i].layer_param, self._source) from None
+        with single_threaded_blas():  # switched once per pass, not per layer (caffelite/compute/parallel.py)
+            for i in range(start, end + 1):
+                bottom, top = self._layer_blobs(i)
+                try:
+                    loss += self.layers[i].run_forward(bottom, top)
+                except CaffeliteError as e:
+                    raise _context(e, self.layers[i].layer_param, self._source) from None
         return loss
 
     def backward_from_to(self, start: int | None = None, end: int = 0) -> None:
         """Caffe's Net::BackwardFromTo (start >= end, inclusive)."""
         start = len(self.layers) - 1 if start is None else start
-        for i in range(start, end - 1, -1):
-            if self._layer_need_backward[i]:
-                bottom, top = self._layer_blobs(i)
-                try:
-                    self.layers[i].run_backward(top, self._bottom_need_backward[i], bottom)
-                except CaffeliteError as e:
-                    raise _context(e, self.layers[i].layer_param, self._source) from None
+        with single_threaded_blas():
+            for i in range(start, end - 1, -1):
+                if self._layer_need_backward[i]:
+                    bottom, top = self._layer_blobs(i)
+                    try:
+                        self.layers[i].run_backward(top, self._bottom_need_backward[i], bottom)
+                    except CaffeliteError as e:
+                        raise _context(e, self.layers[i].layer_param, self._source) from None
 
     def _forward(self, start: int, end: int) -> float:
         return self.forward_from_to(start, end)

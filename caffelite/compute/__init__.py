@@ -1,2 +1,2 @@
-"""Computation shared by the layers and kept out of them: worker threads over a one-thread BLAS
-(parallel) and convolution as matrix products (im2col)."""
+"""Computation shared by the layers and kept out of them: the threading policy (parallel), convolution as
+matrix products (im2col) and as Winograd's minimal filtering (winograd)."""

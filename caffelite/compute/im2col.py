@@ -59,6 +59,24 @@ class Workspace:
         return a[:size].reshape(shape)
 
 
+def padded_scratch(ws: Workspace, role: str, x: np.ndarray, shape, lead) -> np.ndarray:
+    """Shared scratch of ``shape`` (N, C, *padded) holding ``x`` (N, C, *spatial) at offset ``lead`` per
+    spatial axis and zeros everywhere else.  Shared with every layer (a TEST net needs the biggest, not
+    the sum), so the border is zeroed again at every call: a slab per side and axis, not the whole array."""
+    xp = ws.get(role, shape, x.dtype)
+    padded_scratch_into(xp, x, lead)
+    return xp
+
+
+def padded_scratch_into(xp: np.ndarray, x: np.ndarray, lead) -> None:
+    """``xp`` (N, C, *padded) = ``x`` at offset ``lead``, zero elsewhere (the border written, not the whole)."""
+    for axis, (p, size) in enumerate(zip(lead, x.shape[2:]), start=2):
+        before = (slice(None),) * axis
+        xp[before + (slice(0, p),)] = 0
+        xp[before + (slice(p + size, None),)] = 0
+    xp[(Ellipsis,) + tuple(slice(p, p + s) for s, p in zip(x.shape[2:], lead))] = x
+
+
 # --- im2col / col2im ----------------------------------------------------------------------------
 def conv_out_size(size: int, kernel: int, stride: int, pad: int, dilation: int = 1) -> int:
     """Caffe's convolution output size along one axis."""
@@ -75,7 +93,9 @@ def _padded(x: np.ndarray, pad, ws: Workspace | None = None) -> np.ndarray:
     if not any(pad):
         return x
     shape = x.shape[:2] + tuple(s + 2 * p for s, p in zip(x.shape[2:], pad))
-    xp = np.zeros(shape, x.dtype) if ws is None else ws.get("im2col.pad", shape, x.dtype, zeros=True)
+    if ws is not None:
+        return padded_scratch(ws, "im2col.pad", x, shape, pad)
+    xp = np.zeros(shape, x.dtype)
     xp[(Ellipsis,) + tuple(slice(p, p + s) for s, p in zip(x.shape[2:], pad))] = x
     return xp
 
@@ -155,22 +175,36 @@ class WideColumns:
 
     def cols(self, x: np.ndarray) -> np.ndarray:
         """(C·∏k, N·L) columns of ``x`` (N, C, *spatial)."""
+        return self.band(self.planes(x), 0, self.out[0])
+
+    def planes(self, x: np.ndarray) -> np.ndarray:
+        """The padded planes (N, C, plane + slack) of ``x`` (N, C, *spatial), for :meth:`band`."""
         n, c = x.shape[:2]
-        buf, view = self._buffer(".planes", n, c, x.dtype, zeros=True)
-        view[self.interior] = x  # the padding and slack are never written: still zero
-        s = buf.strides
-        shape = (c,) + self.kernel + (n, self.run)
+        buf = self.ws.get(self.role + ".planes", (n, c, self.plane + max(self.slack, 0)), x.dtype)
+        buf[:, :, self.plane:] = 0  # the slack: read by the garbage columns only, but never garbage itself
+        padded_scratch_into(buf[:, :, :self.plane].reshape((n, c) + self.padded), x, self.pad)
+        return buf
+
+    def band(self, buf: np.ndarray, r0: int, r1: int) -> np.ndarray:
+        """(C·∏k, N·L') columns of the output rows r0:r1 (first spatial axis) from :meth:`planes`:
+        a band of the columns, for layers whose whole columns would take too much memory."""
+        n, c = buf.shape[:2]
+        s, row = buf.strides, math.prod(self.padded[1:])
+        run = (r1 - r0) * row
+        shape = (c,) + self.kernel + (n, run)
         tap_strides = tuple(d * f * s[2] for d, f in zip(
             self.dilation, [math.prod(self.padded[a + 1:]) for a in range(len(self.padded))]))
-        cols = self.ws.get(self.role + ".cols", shape, x.dtype)
-        np.copyto(cols, as_strided(buf, shape, (s[1],) + tap_strides + (s[0], s[2]), writeable=False))
-        return cols.reshape(-1, n * self.run)
+        cols = self.ws.get(self.role + ".cols", shape, buf.dtype)
+        np.copyto(cols, as_strided(buf[:, :, r0 * row:], shape, (s[1],) + tap_strides + (s[0], s[2]), writeable=False))
+        return cols.reshape(-1, n * run)
 
-    def to_output(self, rows: np.ndarray, out: np.ndarray) -> None:
-        """(O, N·L) wide products into ``out`` (N, O, *out), dropping the garbage columns."""
+    def to_output(self, rows: np.ndarray, out: np.ndarray, r0: int = 0, r1: int | None = None) -> None:
+        """(O, N·L) wide products of the output rows r0:r1 into ``out`` (N, O, *out), dropping the garbage
+        columns."""
+        r1 = self.out[0] if r1 is None else r1
         o, n = rows.shape[0], out.shape[0]
-        wide = rows.reshape((o, n, self.out[0]) + self.padded[1:])
-        out[...] = np.moveaxis(wide[self.valid], 0, 1)
+        wide = rows.reshape((o, n, r1 - r0) + self.padded[1:])
+        out[:, :, r0:r1] = np.moveaxis(wide[self.valid], 0, 1)
 
     def from_output(self, dy: np.ndarray) -> np.ndarray:
         """``dy`` (N, O, *out) as wide rows (O, N·L), zero in the garbage columns."""

@@ -1,37 +1,85 @@
-"""Parts of a batch in worker threads, for the layers whose time goes to NumPy passes.
+"""One threading policy for every layer: our worker threads over a one-thread BLAS, each split chosen by
+its own timings.
 
-NumPy releases the GIL inside its loops (and OpenBLAS calls), so a layer that splits its batch into
-parts and hands them to threads uses every core for the elementwise work that one NumPy call does on
-one core (measurements: benchmarks/README.md).
-Results are combined in part order, so the numbers do not depend on the threads.  A blob's ``diff``
-is allocated on first use: read it before handing parts to threads.
+NumPy releases the GIL inside its loops and BLAS calls, so parts of a piece of work handed to threads
+use every core.  The policy (measurements: benchmarks/README.md):
+
+- **Thread count**: :func:`set_num_threads` (``caffelite --threads N``), else ``OMP_NUM_THREADS`` /
+  ``OPENBLAS_NUM_THREADS`` / ``MKL_NUM_THREADS``, else the cores this process may run on.
+- **The BLAS runs one thread** while caffelite computes (:func:`single_threaded_blas`, switched once per
+  net pass or layer call through threadpoolctl, never per product): a multi-threaded OpenBLAS spins its
+  idle threads and, as soon as another process uses a core, its small batch-1 products run 2-20x slower.
+- **Fixed parts**: a product is cut into tiles that depend on its shape only (:func:`tiles`), never on
+  the thread count or the load, so the numbers are the same whether the parts run in threads or not.
+- **Threads or not, from measurements**: a :class:`Tuner` per layer and role times its parts both ways,
+  keeps the faster and re-checks now and then, so a busy machine (where handing parts to threads costs
+  more than it gains) falls back to one thread and a quiet one uses every core.
+
+Results are combined in part order.  A blob's ``diff`` is allocated on first use: read it before
+handing parts to threads.
 """
 
 from __future__ import annotations
 
 import os
+import statistics
+import threading
+import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import numpy as np  # loaded before _blas_threads looks for NumPy's BLAS
 
-WORKERS = min(4, os.cpu_count() or 1)
+_ENV_THREADS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def _env_threads() -> int | None:
+    """The thread count the environment asks for (the first of _ENV_THREADS that is a positive number)."""
+    for var in _ENV_THREADS:
+        value = os.environ.get(var, "").split(",")[0].strip()
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return None
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))  # taskset / container limits
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+WORKERS = _env_threads() or _cores()  # threads caffelite computes with (set_num_threads)
 PARALLEL_MIN = 1 << 18  # below this many values a batch is not split (a thread hand-off costs ~50 us)
-# Convolution's image chunks (im2col + matrix product + col2im) and big InnerProduct products go to
-# threads with a one-thread BLAS: a multi-threaded BLAS called from several threads at once contends
-# with them, while one-thread BLAS + chunk threads is the fastest setting (benchmarks/README.md).
-# When the environment already asks for one BLAS thread (CHUNK_THREADS), nothing is switched; otherwise
-# single_threaded_blas switches the BLAS to one thread for the duration.
-CHUNK_THREADS = any(os.environ.get(v) == "1" for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"))
+# The environment already pins the BLAS to one thread: without threadpoolctl, threads are still safe.
+CHUNK_THREADS = any(os.environ.get(v) == "1" for v in _ENV_THREADS)
 _executor: ThreadPoolExecutor | None = None
+_worker = threading.local()  # .busy in our worker threads: parts there run serially (no nested hand-offs)
+
+
+def set_num_threads(n: int) -> None:
+    """Compute with ``n`` threads (``caffelite.set_num_threads``; 1: everything in the calling thread)."""
+    global WORKERS, _executor
+    n = int(n)
+    if n < 1:
+        raise ValueError("the number of threads must be >= 1 (got %d)" % n)
+    if n != WORKERS and _executor is not None:
+        _executor.shutdown(wait=True)
+        _executor = None
+    WORKERS = n
+
+
+def get_num_threads() -> int:
+    """The number of threads caffelite computes with."""
+    return WORKERS
 
 
 def _blas_threads():
     """(get, set) of the thread count of the BLAS that NumPy loaded (OpenBLAS, MKL, BLIS), through
     threadpoolctl (the optional extra ``caffelite[threads]``); None without threadpoolctl or without a
-    BLAS it knows: then nothing is switched and convolution and InnerProduct run in the BLAS's own
-    threads.  The controllers are found once; a switch is then one call into the library."""
+    BLAS it knows.  The controllers are found once; a switch is then one call into the library."""
     try:
         from threadpoolctl import ThreadpoolController
     except ImportError:
@@ -50,29 +98,99 @@ def _blas_threads():
 
 
 _BLAS = _blas_threads()
+_scope = {"depth": 0, "saved": 0, "threads": False}
+_scope_lock = threading.Lock()
 
 
 @contextmanager
 def single_threaded_blas() -> Iterator[bool]:
-    """For the duration, the BLAS runs one thread per call, so that chunks of work in threads do not
-    contend with its threads; yields whether
-    parts may go to threads (False when the BLAS thread count could not be set).  Call it from one
-    thread only, not while another thread is in a BLAS call."""
-    if CHUNK_THREADS or WORKERS < 2:
-        yield CHUNK_THREADS and WORKERS >= 2
-        return
-    if _BLAS is None:
-        yield False
-        return
-    get, set_ = _BLAS
-    n = get()
-    if n > 1:
-        set_(1)
+    """For the duration, the BLAS runs one thread per call; yields whether parts may go to our threads
+    (False when the BLAS thread count could not be set and the environment does not pin it to one).
+
+    Re-entrant: only the outermost scope switches (a net pass enters once; its layers' scopes are then
+    free), and the BLAS gets its thread count back when it ends."""
+    with _scope_lock:
+        outer = _scope["depth"] == 0
+        _scope["depth"] += 1
+        if outer:
+            _scope["saved"] = 0
+            if _BLAS is not None:
+                n = _BLAS[0]()
+                if n > 1:
+                    _BLAS[1](1)
+                    _scope["saved"] = n
+            _scope["threads"] = WORKERS >= 2 and (_BLAS is not None or CHUNK_THREADS)
+        threads = _scope["threads"]
     try:
-        yield True
+        yield threads
     finally:
-        if n > 1:
-            set_(n)
+        with _scope_lock:
+            _scope["depth"] -= 1
+            if _scope["depth"] == 0 and _scope["saved"]:
+                _BLAS[1](_scope["saved"])
+
+
+def _threads_allowed() -> bool:
+    """Parts may go to threads: several threads, not already in one of ours, and a one-thread BLAS."""
+    if WORKERS < 2 or getattr(_worker, "busy", False):
+        return False
+    if _scope["depth"]:
+        return _scope["threads"]
+    return CHUNK_THREADS or (_BLAS is not None and _BLAS[0]() == 1)
+
+
+class Tuner:
+    """Whether one repeated piece of work (a layer's product, its chunks) runs its parts in threads,
+    decided from its own timings: both ways alternately at first, then the faster one, re-checking the
+    other after 8, 16, ... 512 calls (back to 8 when the choice flips), so the choice follows the load.
+    The first call (page faults, scratch allocation) is not timed."""
+
+    TRIALS = 3  # timed calls of each kind before choosing
+    LONGEST = 512
+
+    def __init__(self):
+        self.times = {False: deque(maxlen=self.TRIALS), True: deque(maxlen=self.TRIALS)}
+        self.calls = 0
+        self.choice: bool | None = None
+        self.interval = 8
+        self.next_check = 0
+
+    def threaded(self) -> bool:
+        """Run this call's parts in threads?"""
+        self.calls += 1
+        if self.calls == 1:
+            return False
+        if self.choice is None:
+            return self.calls % 2 == 0
+        if self.calls >= self.next_check:
+            return not self.choice
+        return self.choice
+
+    def record(self, threaded: bool, seconds: float) -> None:
+        if self.calls == 1:
+            return
+        self.times[threaded].append(seconds)
+        if self.choice is None:
+            if min(len(t) for t in self.times.values()) < self.TRIALS:
+                return
+        elif threaded == self.choice:
+            return
+        best = statistics.median(self.times[True]) < statistics.median(self.times[False])
+        if self.choice is not None:
+            self.interval = min(2 * self.interval, self.LONGEST) if best == self.choice else 8
+        self.choice = best
+        self.next_check = self.calls + self.interval
+
+
+def _start_worker() -> None:
+    _worker.busy = True
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _executor
+    if _executor is None:
+        _executor = ThreadPoolExecutor(WORKERS, thread_name_prefix="caffelite", initializer=_start_worker)
+    return _executor
 
 
 def batch_parts(num: int, count: int) -> list[slice]:
@@ -82,52 +200,71 @@ def batch_parts(num: int, count: int) -> list[slice]:
     return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-def map_parts(fn: Callable, parts: Sequence) -> list:
-    """``[fn(part) for part in parts]``, in worker threads when there are several; exceptions propagate."""
-    global _executor
-    if len(parts) < 2 or WORKERS < 2:
+def map_parts(fn: Callable, parts: Sequence, tuner: Tuner | None = None) -> list:
+    """``[fn(part) for part in parts]``, in worker threads when there are several (and, with a ``tuner``,
+    when its timings say threads pay); exceptions propagate."""
+    if len(parts) < 2 or not _threads_allowed():
         return [fn(part) for part in parts]
-    if _executor is None:
-        _executor = ThreadPoolExecutor(WORKERS, thread_name_prefix="caffelite")
-    return list(_executor.map(fn, parts))
+    if tuner is None:
+        return list(_pool().map(fn, parts))
+    threaded = tuner.threaded()
+    start = time.perf_counter()
+    results = list(_pool().map(fn, parts)) if threaded else [fn(part) for part in parts]
+    tuner.record(threaded, time.perf_counter() - start)
+    return results
 
 
 def start_parts(fn: Callable, parts: Sequence) -> Callable[[], list]:
     """Start ``fn`` on every part (in worker threads when there are several) and return a function
     that waits for them and gives their results in part order: the caller works meanwhile."""
-    global _executor
-    if len(parts) < 2 or WORKERS < 2:
+    if len(parts) < 2 or not _threads_allowed():
         results = [fn(part) for part in parts]
         return lambda: results
-    if _executor is None:
-        _executor = ThreadPoolExecutor(WORKERS, thread_name_prefix="caffelite")
-    futures = [_executor.submit(fn, part) for part in parts]
+    futures = [_pool().submit(fn, part) for part in parts]
     return lambda: [f.result() for f in futures]
 
 
-# Products run with a one-thread BLAS: OpenBLAS's idle threads spin for a while after each multi-threaded
-# call and slow down the other layers' threads (benchmarks/README.md).  Those of at least THREADED_MIN
-# multiply-adds are split over our threads by output columns (or rows) instead (below, the hand-off costs
-# more: CIFAR10's ip1).  Every output value is the
-# same dot product as in one call (OpenBLAS may pick another kernel for a part: float32 round-off).
-THREADED_MIN = 1 << 24
+# A product of at least 2 * TILE_MIN multiply-adds is cut into up to MAX_TILES tiles of at least TILE_MIN
+# (a hand-off costs ~50 us; 1M multiply-adds take ~100 us on one core), along its longer side: columns
+# (positions) of early convolution layers, rows (output channels) of late ones.
+TILE_MIN = 1 << 20
+MAX_TILES = 4
 # The weight gradient is added in row blocks of about this many bytes: one reused, cache-sized product
 # instead of a weight-sized temporary.
 ADD_BLOCK_BYTES = 1 << 20
+THREADED_MIN = 1 << 24  # weight-gradient products of at least this many multiply-adds go to threads
 
 
-def _split(n: int) -> list[slice]:
-    bounds = [n * i // WORKERS for i in range(WORKERS + 1)]
+def even_parts(n: int, parts: int) -> list[slice]:
+    """``parts`` consecutive slices of range(n) as even as can be (empty ones dropped)."""
+    bounds = [n * i // parts for i in range(parts + 1)]
     return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
 
 
-def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
-    """``out = a @ b``; big products in threads, by blocks of columns."""
-    with single_threaded_blas() as threads:
-        if threads and a.shape[0] * a.shape[1] * b.shape[1] >= THREADED_MIN:
-            map_parts(lambda s: np.matmul(a, b[:, s], out=out[:, s]), _split(b.shape[1]))
-        else:
-            np.matmul(a, b, out=out)
+def tiles(m: int, k: int, n: int) -> list[tuple[slice, slice]]:
+    """(rows, columns) of the output tiles of an (m, k) @ (k, n) product: a function of the shape only."""
+    count = min(MAX_TILES, m * k * n // TILE_MIN, max(m, n))
+    if count < 2:
+        return [(slice(None), slice(None))]
+    if n >= m:
+        return [(slice(None), s) for s in even_parts(n, count)]
+    return [(s, slice(None)) for s in even_parts(m, count)]
+
+
+ELEMENTWISE_MIN = 1 << 17  # values per part of an elementwise pass (~50-100 us of NumPy on one core)
+
+
+def value_parts(rows: int, per_row: int) -> list[slice]:
+    """Row ranges of an elementwise pass over ``rows`` rows of ``per_row`` values (channels, or single values):
+    up to MAX_TILES, at least ELEMENTWISE_MIN values each; a function of the shape only."""
+    return even_parts(rows, max(1, min(MAX_TILES, rows, rows * per_row // ELEMENTWISE_MIN)))
+
+
+def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray, tuner: Tuner | None = None) -> None:
+    """``out = a @ b``, tile by tile (:func:`tiles`), the tiles in threads when ``tuner`` says so."""
+    parts = tiles(a.shape[0], a.shape[1], b.shape[1])
+    with single_threaded_blas():
+        map_parts(lambda t: np.matmul(a[t[0]], b[:, t[1]], out=out[t]), parts, tuner)
 
 
 def add_product(out: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
@@ -142,8 +279,8 @@ def add_product(out: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
         for r0 in range(s.start, s.stop, rows):
             r1 = min(r0 + rows, s.stop)
             out[r0:r1] += np.matmul(a[r0:r1], b, out=tmp[:r1 - r0])
-    with single_threaded_blas() as threads:
-        if threads and a.shape[0] * a.shape[1] * b.shape[1] >= THREADED_MIN:
-            map_parts(part, _split(out.shape[0]))
+    with single_threaded_blas():
+        if a.shape[0] * a.shape[1] * b.shape[1] >= THREADED_MIN:
+            map_parts(part, even_parts(out.shape[0], WORKERS))
         else:
             part(slice(0, out.shape[0]))

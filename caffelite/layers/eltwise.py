@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from caffelite.compute.parallel import map_parts, value_parts
 from caffelite.errors import LayerError, ShapeError
 from caffelite.layer import Layer, register_layer
 from caffelite.proto import caffe_pb2
@@ -57,9 +58,18 @@ class EltwiseLayer(Layer):
             for b in bottom[2:]:
                 y *= b.data
         elif op == caffe_pb2.EltwiseParameter.SUM:
-            np.multiply(bottom[0].data, self.coeffs[0], out=y)
-            for c, b in zip(self.coeffs[1:], bottom[1:]):
-                y += c * b.data if c != 1 else b.data
+            flat, xs = y.reshape(-1), [b.data.reshape(-1) for b in bottom]
+
+            def part(s):
+                if self.coeffs[0] == 1 and self.coeffs[1] == 1:  # x·1 + b is x + b exactly: one pass less
+                    np.add(xs[0][s], xs[1][s], out=flat[s])
+                    rest = zip(self.coeffs[2:], xs[2:])
+                else:
+                    np.multiply(xs[0][s], self.coeffs[0], out=flat[s])
+                    rest = zip(self.coeffs[1:], xs[1:])
+                for c, x in rest:
+                    flat[s] += c * x[s] if c != 1 else x[s]
+            map_parts(part, value_parts(flat.size, 1), self.tuner("sum", flat.size))
         elif op == caffe_pb2.EltwiseParameter.MAX:
             mask = np.zeros(y.shape, np.int32)
             take = bottom[1].data >= bottom[0].data

@@ -60,6 +60,8 @@ class InnerProductLayer(Layer):
             raise ShapeError("Input size incompatible with inner product parameters. (bottom %s gives "
                              "K = %d from axis %d; the weights expect K = %d)"
                              % (list(bottom[0].shape), k, axis, self.K))
+        if getattr(self, "M", None) != bottom[0].count_range(0, axis):
+            self.tuners = {"forward": parallel.Tuner(), "backward": parallel.Tuner()}  # timed for this shape
         self.M = bottom[0].count_range(0, axis)
         top[0].reshape(bottom[0].shape[:axis] + (self.N,))
 
@@ -71,7 +73,7 @@ class InnerProductLayer(Layer):
     def forward(self, bottom, top):
         x = bottom[0].data.reshape(self.M, self.K)
         y = top[0].data.reshape(self.M, self.N)
-        parallel.matmul(x, self._weight().T, y)
+        parallel.matmul(x, self._weight().T, y, self.tuners["forward"])
         if self.bias_term:
             y += self.blobs[1].data
 
@@ -87,4 +89,4 @@ class InnerProductLayer(Layer):
         if self.bias_term and self.param_propagate_down_at(1):
             self.blobs[1].diff += dy.sum(axis=0)
         if dx is not None:
-            parallel.matmul(dy, self._weight(), dx)
+            parallel.matmul(dy, self._weight(), dx, self.tuners["backward"])

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from caffelite.compute.parallel import batch_parts, map_parts
+from caffelite.compute.parallel import batch_parts, map_parts, value_parts
 from caffelite.errors import LayerError
 from caffelite.layer import Layer, register_layer
 from caffelite.layers.pooling import _window_sum, check_4d
@@ -94,7 +94,11 @@ class LRNLayer(Layer):
             self.scale[n] = self._scale(x[n])
             self.scale_pow[n] = _neg_pow(self.scale[n], self.beta)
             np.multiply(x[n], self.scale_pow[n], out=y[n])
-        map_parts(part, batch_parts(x.shape[0], x.size))
+        parts = batch_parts(x.shape[0], x.size)
+        if len(parts) < 2:  # a small batch: ranges of rows (across channels) or of channels (within each)
+            axis = 2 if self.across else 1
+            parts = [(slice(None),) * axis + (r,) for r in value_parts(x.shape[axis], x.size // x.shape[axis])]
+        map_parts(part, parts, self.tuner("forward", x.size))
 
     def backward(self, top, propagate_down, bottom):
         if not propagate_down[0]:

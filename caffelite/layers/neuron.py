@@ -11,6 +11,7 @@ import numpy as np
 
 from caffelite.blob import Blob
 from caffelite.common import rng
+from caffelite.compute.parallel import map_parts, value_parts
 from caffelite.errors import LayerError, ShapeError
 from caffelite.filler import fill
 from caffelite.layer import TRAIN, Layer, register_layer
@@ -42,12 +43,15 @@ class ReLULayer(NeuronLayer):
     type = "ReLU"
 
     def forward(self, bottom, top):
-        x = bottom[0].data
+        x, y = bottom[0].data.reshape(-1), top[0].data.reshape(-1)
         slope = self.layer_param.relu_param.negative_slope
-        if slope:
-            np.copyto(top[0].data, np.where(x > 0, x, x * slope))
-        else:
-            np.maximum(x, 0, out=top[0].data)
+
+        def part(s):
+            if slope:
+                np.copyto(y[s], np.where(x[s] > 0, x[s], x[s] * slope))
+            else:
+                np.maximum(x[s], 0, out=y[s])
+        map_parts(part, value_parts(x.size, 1), self.tuner("forward", x.size))
 
     def backward(self, top, propagate_down, bottom):
         if not propagate_down[0]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from caffelite.blob import Blob
+from caffelite.compute.parallel import map_parts, value_parts
 from caffelite.errors import LayerError, ShapeError
 from caffelite.filler import fill
 from caffelite.layer import TEST, Layer, register_layer
@@ -76,27 +77,40 @@ class BatchNormLayer(_OneToOne):
     def _view(self, a: np.ndarray) -> np.ndarray:
         return a.reshape(a.shape[0], self.channels, -1)
 
+    def global_stats(self, dtype) -> tuple[np.ndarray, np.ndarray]:
+        r""":math:`(\mu, \sqrt{\sigma^2 + \epsilon})` from the stored estimates, as (1, C, 1) arrays of ``dtype``."""
+        s = float(self.blobs[2].data.reshape(-1)[0])
+        factor = 0.0 if s == 0 else 1.0 / s
+        mean = (self.blobs[0].data * factor).astype(dtype)
+        var = (self.blobs[1].data * factor).astype(dtype)
+        return mean[None, :, None], np.sqrt(var + self.eps).astype(dtype)[None, :, None]
+
     def forward(self, bottom, top):
         x = self._view(bottom[0].data)
         dtype = x.dtype
-        if self.use_global_stats:
-            s = float(self.blobs[2].data.reshape(-1)[0])
-            factor = 0.0 if s == 0 else 1.0 / s
-            mean = (self.blobs[0].data * factor).astype(dtype)
-            var = (self.blobs[1].data * factor).astype(dtype)
-        else:
-            mean = x.mean(axis=(0, 2))
-        centred = x - mean[None, :, None]
-        if not self.use_global_stats:
-            var = np.square(centred).mean(axis=(0, 2))
-            lam = self.moving_average_fraction
-            self.blobs[2].data[...] = self.blobs[2].data * lam + 1
-            self.blobs[0].data[...] = mean + lam * self.blobs[0].data
-            m = bottom[0].count // self.channels
-            correction = m / (m - 1) if m > 1 else 1.0
-            self.blobs[1].data[...] = correction * var + lam * self.blobs[1].data
-        self.std = np.sqrt(var + self.eps).astype(dtype)[None, :, None]
         y = self._view(top[0].data)
+        if self.use_global_stats:
+            mean, self.std = self.global_stats(dtype)
+            if not self.need_backward:  # inference: no temporaries, nothing kept; channel ranges in threads
+                def part(cs):
+                    np.subtract(x[:, cs], mean[:, cs], out=y[:, cs])
+                    np.divide(y[:, cs], self.std[:, cs], out=y[:, cs])
+                map_parts(part, value_parts(self.channels, x.size // self.channels), self.tuner("forward", x.size))
+                return
+            centred = x - mean
+            np.divide(centred, self.std, out=y)
+            self.x_norm = y.copy()  # a later in-place layer may overwrite the top
+            return
+        mean = x.mean(axis=(0, 2))
+        centred = x - mean[None, :, None]
+        var = np.square(centred).mean(axis=(0, 2))
+        lam = self.moving_average_fraction
+        self.blobs[2].data[...] = self.blobs[2].data * lam + 1
+        self.blobs[0].data[...] = mean + lam * self.blobs[0].data
+        m = bottom[0].count // self.channels
+        correction = m / (m - 1) if m > 1 else 1.0
+        self.blobs[1].data[...] = correction * var + lam * self.blobs[1].data
+        self.std = np.sqrt(var + self.eps).astype(dtype)[None, :, None]
         np.divide(centred, self.std, out=y)
         self.x_norm = y.copy()  # a later in-place layer may overwrite the top
 
@@ -313,11 +327,16 @@ class ScaleLayer(Layer):
     def forward(self, bottom, top):
         outer, n, inner = self.dims
         x = bottom[0].data.reshape(outer, n, inner)
-        if top[0] is bottom[0]:
+        if top[0] is bottom[0] and self.need_backward:  # backward reads the bottom the top overwrites
             self.bottom_memory = x.copy()
-        np.multiply(x, self._scale(bottom).data.reshape(1, n, 1), out=top[0].data.reshape(outer, n, inner))
-        if self._bias() is not None:
-            self.bias_layer.forward([top[0]], [top[0]])
+        scale, y = self._scale(bottom).data.reshape(1, n, 1), top[0].data.reshape(outer, n, inner)
+        bias = self._bias().blobs[0].data.reshape(1, n, 1) if self._bias() is not None else None
+
+        def part(cs):  # y = x·s, then y + b (the internal Bias layer's operation), channel ranges in threads
+            np.multiply(x[:, cs], scale[:, cs], out=y[:, cs])
+            if bias is not None:
+                np.add(y[:, cs], bias[:, cs], out=y[:, cs])
+        map_parts(part, value_parts(n, outer * inner), self.tuner("forward", x.size))
 
     def backward(self, top, propagate_down, bottom):
         outer, n, inner = self.dims

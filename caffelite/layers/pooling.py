@@ -22,7 +22,7 @@ import math
 import numpy as np
 
 from caffelite.common import rng
-from caffelite.compute.parallel import batch_parts, map_parts
+from caffelite.compute.parallel import Tuner, batch_parts, map_parts, value_parts
 from caffelite.errors import LayerError, ShapeError
 from caffelite.layer import TRAIN, Layer, register_layer
 from caffelite.proto import caffe_pb2
@@ -52,6 +52,20 @@ def _window_sum(a: np.ndarray, kernel, stride, out_shape, lead) -> np.ndarray:
     out = rows[..., 0:(ow - 1) * sw + 1:sw].copy()
     for j in range(1, kw):
         out += rows[..., j:j + (ow - 1) * sw + 1:sw]
+    return out
+
+
+def _window_max(a: np.ndarray, kernel, stride, out_shape, lead) -> np.ndarray:
+    """Maxima over every pooling window of ``a`` (N, C, H, W), -inf outside (Caffe clips windows to the
+    image); separable like :func:`_window_sum`.  Returns (N, C, oh, ow)."""
+    (kh, kw), (sh, sw), (oh, ow) = kernel, stride, out_shape
+    ap = _pad_to(a, lead, (oh - 1) * sh + kh, (ow - 1) * sw + kw, -np.inf)
+    rows = ap[:, :, 0:(oh - 1) * sh + 1:sh].copy()
+    for i in range(1, kh):
+        np.maximum(rows, ap[:, :, i:i + (oh - 1) * sh + 1:sh], out=rows)
+    out = rows[..., 0:(ow - 1) * sw + 1:sw].copy()
+    for j in range(1, kw):
+        np.maximum(out, rows[..., j:j + (ow - 1) * sw + 1:sw], out=out)
     return out
 
 
@@ -194,12 +208,13 @@ class Pool2d:
             sizes.append(np.minimum(start + k, i + p) - start)
         return np.outer(sizes[0], sizes[1]).astype(dtype)
 
-    def forward(self, x: np.ndarray, train: bool = True):
+    def forward(self, x: np.ndarray, train: bool = True, track: bool = True):
+        """The pooled array; ``track=False``: MAX keeps no argmax (nothing will go backward: 1 pass per tap, not 4)."""
         n, c, h, w = x.shape
         out_shape = self.out_shape((h, w))
         self.in_shape, self.out = x.shape, out_shape
         if self.method == _P.MAX:
-            return self._max(x, out_shape)
+            return self._max(x, out_shape, track)
         if self.method == _P.AVE:
             if self._whole_image((h, w), out_shape):
                 return x.mean(axis=(2, 3), keepdims=True)
@@ -213,9 +228,11 @@ class Pool2d:
     def _tap_dtype(self):
         return np.int8 if self.kernel[0] * self.kernel[1] < 128 else np.int32
 
-    def _max(self, x, out_shape):
+    def _max(self, x, out_shape, track=True):
         n, c, h, w = x.shape
         self.tap = None
+        if not track:  # the maximum alone is separable: kh + kw passes instead of kh · kw
+            return _window_max(x, self.kernel, self.stride, out_shape, self.pad)
         if self._whole_image((h, w), out_shape):
             flat = x.reshape(n, c, h * w)
             self.idx = flat.argmax(axis=2).reshape(n, c, 1, 1)
@@ -411,17 +428,27 @@ class PoolingLayer(Layer):
         # parts of the batch pooled in parallel, each with its own state; STOCHASTIC draws in one piece
         self.parts = batch_parts(n, bottom[0].count) if self.pool.method != _P.STOCHASTIC else [slice(0, n)]
         self.pools = [self.pool] + [copy.copy(self.pool) for _ in self.parts[1:]]
+        if getattr(self, "tuned_shape", None) != bottom[0].shape:  # forward, backward: parts in threads when they pay
+            self.tuners, self.tuned_shape = [Tuner(), Tuner()], bottom[0].shape
 
     def forward(self, bottom, top):
         train = self.phase == TRAIN
         x, y, mask = bottom[0].data, top[0].data, top[1].data if len(top) > 1 else None
 
+        track = self.need_backward or mask is not None
+        p = self.pool
+        if not track and p.method == _P.MAX and len(self.parts) == 1:  # batch 1: channel ranges, no state
+            def channels(cs):
+                y[:, cs] = _window_max(x[:, cs], p.kernel, p.stride, p.out, p.pad)
+            map_parts(channels, value_parts(x.shape[1], x.size // x.shape[1]), self.tuners[0])
+            return
+
         def part(k):
             pool, n = self.pools[k], self.parts[k]
-            y[n] = pool.forward(x[n], train)
+            y[n] = pool.forward(x[n], train, track)
             if mask is not None:
                 mask[n] = pool.argmax_index()
-        map_parts(part, range(len(self.parts)))
+        map_parts(part, range(len(self.parts)), self.tuners[0])
 
     def backward(self, top, propagate_down, bottom):
         if not propagate_down[0]:
@@ -433,7 +460,7 @@ class PoolingLayer(Layer):
             pool, n = self.pools[k], self.parts[k]
             idx = top[1].data[n].astype(np.int64) if len(top) > 1 else None  # Caffe reads the mask top
             pool.backward(dy[n], train, idx, out=dx[n])
-        map_parts(part, range(len(self.parts)))
+        map_parts(part, range(len(self.parts)), self.tuners[1])
 
 
 @register_layer

@@ -26,7 +26,8 @@ import math
 import numpy as np
 
 from caffelite.blob import Blob
-from caffelite.compute import parallel
+from caffelite.compute import parallel, winograd
+from caffelite.compute.depthwise import depthwise
 from caffelite.compute.im2col import ConvGeometry, WideColumns, Workspace, deconv_out_size
 from caffelite.errors import LayerError, ShapeError
 from caffelite.filler import fill
@@ -35,8 +36,16 @@ from caffelite.layer import Layer, register_layer
 # Columns are built for about this many bytes of images at a time (at least one image): the buffers stay
 # in cache and below malloc's mmap threshold instead of a fresh, page-faulting multi-MB array per call.
 CHUNK_BYTES = 4 << 20
+# One image's wide columns above this size are built and multiplied in bands of output rows (see reshape).
+BAND_BYTES = 4 << 20
 # Stride-1 convolutions use WideColumns (long contiguous runs); False forces the exact im2col.
 WIDE = True
+# 3x3 stride-1 layers of a net that never runs their backward use Winograd F(2x2, 3x3) where it measured
+# faster than im2col (benchmarks/README.md): both channel counts at least WINOGRAD_CHANNELS and outputs of
+# WINOGRAD_SIDES pixels a side.  False: never.
+WINOGRAD = True
+WINOGRAD_CHANNELS = 96
+WINOGRAD_SIDES = range(24, 33)
 
 
 def _chunks(num: int, per_image: int) -> list[tuple[int, int]]:
@@ -217,6 +226,11 @@ class ConvolutionLayer(_BaseConvolution):
         g = self.geom
         # scratch arrays of the products (and of the columns: g.ws, self.wide.ws), new for new shapes
         self.ws = g.ws = Workspace()
+        self.tuners = {}  # role -> parallel.Tuner: threads or not, timed for these shapes
+        self.depthwise = self.group == self.channels == self.num_output and not g.is_1x1
+        self.winograd_fits = (len(g.kernel) == 2 and g.kernel == (3, 3) and g.stride == (1, 1) and g.dilation == (1, 1)
+                              and self.group == 1 and min(self.channels, self.num_output) >= WINOGRAD_CHANNELS
+                              and all(o in WINOGRAD_SIDES for o in self.out_spatial))
         self.wide = self.back = None
         if WIDE and not g.is_1x1 and all(s == 1 for s in g.stride):
             self.wide = WideColumns(self.in_spatial, g.kernel, g.pad, g.dilation)
@@ -229,7 +243,22 @@ class ConvolutionLayer(_BaseConvolution):
                     self.back = back
         run = self.wide.run if self.wide else math.prod(self.out_spatial)
         self.col_count = self.num * self.channels * math.prod(g.kernel) * run  # values in all the columns
-        self.chunks = _chunks(self.num, self.col_count // self.num * bottom[0].data.itemsize)
+        per_image = self.col_count // self.num * bottom[0].data.itemsize
+        self.chunks = _chunks(self.num, per_image)
+        # Forward of an image whose wide columns exceed BAND_BYTES: bands of output rows, the columns of one
+        # band at a time (FCN-8s's conv1_2 at 500x500: 1.1 GB of columns in one piece, 4 MB in bands); the
+        # bands, copy and product, in threads when they pay.
+        # A single image whose product parallel.tiles cuts by columns goes in as many bands instead: the same
+        # products, and the column copies in the threads too.
+        self.bands = None
+        rows_out = self.wide.out[0] if self.wide is not None else 0
+        if self.wide is not None and per_image > BAND_BYTES:
+            step = max(1, BAND_BYTES * rows_out // per_image)
+            self.bands = [(r, min(r + step, rows_out)) for r in range(0, rows_out, step)]
+        elif self.wide is not None and self.num == 1 and self.group == 1:
+            tiles = parallel.tiles(self.num_output, self.col_count // self.wide.run, self.wide.run)
+            if len(tiles) > 1 and tiles[0][0] == slice(None):
+                self.bands = [(s.start, s.stop) for s in parallel.even_parts(rows_out, min(len(tiles), rows_out))]
 
     def _cols(self, x: np.ndarray) -> np.ndarray:
         """Columns (C·∏k, n·L) of the images ``x`` (n, C, *spatial)."""
@@ -239,24 +268,39 @@ class ConvolutionLayer(_BaseConvolution):
             return _to_rows(x.reshape(x.shape[0], self.channels, -1))
         return self.geom.cols(x, self.out_spatial)
 
+    def _tuner(self, role: str) -> parallel.Tuner:
+        t = self.tuners.get(role)
+        if t is None:
+            t = self.tuners[role] = parallel.Tuner()
+        return t
+
     def _grouped(self, a: np.ndarray, b: np.ndarray, out: np.ndarray, ta: bool = False) -> np.ndarray:
-        """out_g = a_g @ b_g per group (a_g^T with ``ta``); a's rows are split by output channels."""
+        """out_g = a_g @ b_g per group (a_g^T with ``ta``); a's rows are split by output channels.  One group:
+        the product's tiles (parallel.tiles), several: the groups, in threads when they pay."""
         go = self.num_output // self.group
         kb = b.shape[0] // self.group
         ko = out.shape[0] // self.group
-        for g in range(self.group):
+        role = "grouped.T" if ta else "grouped"
+        if self.group == 1:
+            parallel.matmul(a.T if ta else a, b, out, self._tuner(role))
+            return out
+
+        def group(g):
             ag = a[g * go:(g + 1) * go]
             np.matmul(ag.T if ta else ag, b[g * kb:(g + 1) * kb], out=out[g * ko:(g + 1) * ko])
+        if out.size >= parallel.TILE_MIN // 8:
+            parallel.map_parts(group, range(self.group), self._tuner(role))
+        else:
+            for g in range(self.group):
+                group(g)
         return out
 
     def _map_chunks(self, fn) -> list:
-        """``fn`` on every image chunk; for big layers in worker threads, the BLAS single-threaded meanwhile."""
+        """``fn`` on every image chunk; for big layers in worker threads (when they pay), over a one-thread BLAS."""
         if self.col_count < parallel.PARALLEL_MIN or len(self.chunks) < 2:
             return [fn(chunk) for chunk in self.chunks]
-        with parallel.single_threaded_blas() as threads:
-            if threads:
-                return parallel.map_parts(fn, self.chunks)
-        return [fn(chunk) for chunk in self.chunks]
+        with parallel.single_threaded_blas():
+            return parallel.map_parts(fn, self.chunks, self._tuner("chunks"))
 
     def forward(self, bottom, top):
         w = self._w()
@@ -266,12 +310,43 @@ class ConvolutionLayer(_BaseConvolution):
             y = self._nd(t.data, self.num_output, self.out_spatial)
             y3 = y.reshape(self.num, self.num_output, -1)
             if self.geom.is_1x1 and self.group == 1:  # no im2col: one product per image, straight into top
-                np.matmul(w, x.reshape(self.num, self.channels, -1), out=y3)
+                x3 = x.reshape(self.num, self.channels, -1)
+                parts = [(i, t) for i in range(self.num) for t in parallel.tiles(*w.shape, x3.shape[2])]
+
+                def tile(part, x3=x3, y3=y3):
+                    i, (rows, cols) = part
+                    np.matmul(w[rows], x3[i][:, cols], out=y3[i][rows, cols])
+                    if bias is not None:
+                        y3[i][rows, cols] += bias[rows]
+                with parallel.single_threaded_blas():
+                    parallel.map_parts(tile, parts, self._tuner("1x1"))
+            elif WINOGRAD and self.winograd_fits and not self.need_backward:
+                winograd.conv3x3(x, self._winograd_weights(), self.geom.pad, y, self.ws, self._tuner("winograd"))
                 if bias is not None:
                     y3 += bias
+            elif self.depthwise:
+                g = self.geom
+                depthwise(x, w.reshape((self.channels,) + g.kernel), self.blobs[1].data if self.bias_term else None,
+                          g.stride, g.pad, g.dilation, y, self.ws, self._tuner("depthwise"))
             else:
                 def chunk(span, x=x, y=y, y3=y3):
                     n0, n1 = span
+                    if self.bands is not None:
+                        planes = self.wide.planes(x[n0:n1])
+
+                        def band(rows_range):
+                            r0, r1 = rows_range
+                            cols = self.wide.band(planes, r0, r1)
+                            rows = self.ws.get("rows", (self.num_output, cols.shape[1]), x.dtype)
+                            if self.group == 1:  # one product per band (the bands are the parts)
+                                np.matmul(w, cols, out=rows)
+                            else:
+                                self._grouped(w, cols, rows)
+                            if bias is not None:
+                                rows += bias
+                            self.wide.to_output(rows, y[n0:n1], r0, r1)
+                        parallel.map_parts(band, self.bands, self._tuner("bands"))
+                        return
                     cols = self._cols(x[n0:n1])
                     rows = self._grouped(w, cols, self.ws.get("rows", (self.num_output, cols.shape[1]), x.dtype))
                     if bias is not None:  # here, while the products are in cache
@@ -281,6 +356,15 @@ class ConvolutionLayer(_BaseConvolution):
                     else:
                         _from_rows(rows, y3[n0:n1])
                 self._map_chunks(chunk)
+
+    def _winograd_weights(self) -> np.ndarray:
+        """The transformed weights, computed again whenever the weights differ from those they came from
+        (a user may write new weights into the blob at any time)."""
+        w = self.blobs[0].data
+        cached = getattr(self, "_winograd", None)
+        if cached is None or cached[0].dtype != w.dtype or not np.array_equal(cached[0], w):
+            cached = self._winograd = (w.copy(), winograd.transform_weights(w))
+        return cached[1]
 
     def backward(self, top, propagate_down, bottom):
         w = self._w()
@@ -377,6 +461,8 @@ class DeconvolutionLayer(_BaseConvolution):
         super().reshape(bottom, top)
         per_image = self.num_output * math.prod(self.geom.kernel) * math.prod(self.in_spatial) * 4
         self.chunks = _chunks(self.num, per_image)
+        if getattr(self, "tuned_shape", None) != bottom[0].shape:
+            self.tuner_forward, self.tuned_shape = parallel.Tuner(), bottom[0].shape
 
     def forward(self, bottom, top):
         w = self._w()
@@ -387,8 +473,12 @@ class DeconvolutionLayer(_BaseConvolution):
             for n0, n1 in self.chunks:
                 x = _to_rows(x3[n0:n1])
                 cols = np.empty((kdim * self.group, x.shape[1]), x.dtype)
-                for g in range(self.group):
-                    np.matmul(w[g * gi:(g + 1) * gi].T, x[g * gi:(g + 1) * gi], out=cols[g * kdim:(g + 1) * kdim])
+                if self.group == 1:  # the product's tiles, in threads when they pay
+                    parallel.matmul(w.T, x, cols, self.tuner_forward)
+                else:
+                    for g in range(self.group):
+                        np.matmul(w[g * gi:(g + 1) * gi].T, x[g * gi:(g + 1) * gi],
+                                  out=cols[g * kdim:(g + 1) * kdim])
                 self.geom.col2im(cols, y[n0:n1])
             if self.bias_term:
                 y.reshape(self.num, self.num_output, -1)[...] += self.blobs[1].data[:, None]
