@@ -3,6 +3,7 @@
 from caffelite.layers import (  # noqa: F401
     base_data,
     cross_entropy_loss,
+    deconvolution,
     eltwise,
     hdf5_data,
     image_data,
@@ -21,6 +22,7 @@ from caffelite.layers import (  # noqa: F401
     shape,
     softmax,
     split,
+    spp,
     vision,
     window_data,
 )

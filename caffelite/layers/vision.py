@@ -1,4 +1,4 @@
-r"""Vision layers built on im2col (caffelite/compute/im2col.py): Convolution, Deconvolution and Im2col.
+r"""Vision layers built on im2col (caffelite/compute/im2col.py): Convolution, Im2col; Deconvolution in deconvolution.py.
 
 Caffe: src/caffe/layers/{base_conv,conv,deconv,im2col}_layer.cpp.
 
@@ -48,7 +48,7 @@ WINOGRAD_CHANNELS = 96
 WINOGRAD_SIDES = range(24, 33)
 
 
-def _chunks(num: int, per_image: int) -> list[tuple[int, int]]:
+def image_chunks(num: int, per_image: int) -> list[tuple[int, int]]:
     """Image ranges whose columns take about CHUNK_BYTES (at least one image each)."""
     step = max(1, min(num, CHUNK_BYTES // max(per_image, 1)))
     parts = -(-num // step)  # as many chunks, balanced (for the threads)
@@ -64,20 +64,20 @@ def _filled(blob: Blob, filler) -> Blob:
     return fill(blob, filler)
 
 
-def _to_rows(a: np.ndarray) -> np.ndarray:
+def to_rows(a: np.ndarray) -> np.ndarray:
     """(N, C, P) as (C, N·P): a copy only when N > 1."""
     n, c, p = a.shape
     return a.reshape(c, p) if n == 1 else a.transpose(1, 0, 2).reshape(c, n * p)
 
 
-def _from_rows(rows: np.ndarray, out: np.ndarray) -> None:
+def from_rows(rows: np.ndarray, out: np.ndarray) -> None:
     """Write (C, N·P) into ``out`` (N, C, P)."""
     n, c, p = out.shape
     out[...] = rows.reshape(c, n, p).transpose(1, 0, 2)
 
 
 # --- Convolution / Deconvolution ----------------------------------------------------------------
-class _BaseConvolution(Layer):
+class BaseConvolution(Layer):
     """Shared setup of Convolution and Deconvolution (Caffe's BaseConvolutionLayer)."""
 
     min_bottoms = 1
@@ -200,7 +200,7 @@ def convolution_reference(x, w, b, stride, pad, dilation, group: int = 1, dy=Non
 
 
 @register_layer
-class ConvolutionLayer(_BaseConvolution):
+class ConvolutionLayer(BaseConvolution):
     r"""N-D convolution with groups, dilation, stride and zero padding (Caffe's im2col + GEMM).
 
     Weights :math:`(C_{out}, C_{in}/g, k_1, \ldots, k_d)`, bias :math:`(C_{out})`;
@@ -244,7 +244,7 @@ class ConvolutionLayer(_BaseConvolution):
         run = self.wide.run if self.wide else math.prod(self.out_spatial)
         self.col_count = self.num * self.channels * math.prod(g.kernel) * run  # values in all the columns
         per_image = self.col_count // self.num * bottom[0].data.itemsize
-        self.chunks = _chunks(self.num, per_image)
+        self.chunks = image_chunks(self.num, per_image)
         # Forward of an image whose wide columns exceed BAND_BYTES: bands of output rows, the columns of one
         # band at a time (FCN-8s's conv1_2 at 500x500: 1.1 GB of columns in one piece, 4 MB in bands); the
         # bands, copy and product, in threads when they pay.
@@ -265,7 +265,7 @@ class ConvolutionLayer(_BaseConvolution):
         if self.wide is not None:
             return self.wide.cols(x)
         if self.geom.is_1x1:
-            return _to_rows(x.reshape(x.shape[0], self.channels, -1))
+            return to_rows(x.reshape(x.shape[0], self.channels, -1))
         return self.geom.cols(x, self.out_spatial)
 
     def _tuner(self, role: str) -> parallel.Tuner:
@@ -295,7 +295,7 @@ class ConvolutionLayer(_BaseConvolution):
                 group(g)
         return out
 
-    def _map_chunks(self, fn) -> list:
+    def _mapimage_chunks(self, fn) -> list:
         """``fn`` on every image chunk; for big layers in worker threads (when they pay), over a one-thread BLAS."""
         if self.col_count < parallel.PARALLEL_MIN or len(self.chunks) < 2:
             return [fn(chunk) for chunk in self.chunks]
@@ -354,8 +354,8 @@ class ConvolutionLayer(_BaseConvolution):
                     if self.wide is not None:
                         self.wide.to_output(rows, y[n0:n1])
                     else:
-                        _from_rows(rows, y3[n0:n1])
-                self._map_chunks(chunk)
+                        from_rows(rows, y3[n0:n1])
+                self._mapimage_chunks(chunk)
 
     def _winograd_weights(self) -> np.ndarray:
         """The transformed weights, computed again whenever the weights differ from those they came from
@@ -390,7 +390,7 @@ class ConvolutionLayer(_BaseConvolution):
 
             def chunk(span, x=x, dy_nd=dy_nd, dy3=dy3, dx=dx, w_back=w_back):
                 return self._backward_chunk(span, w, x, dy_nd, dy3, dx, w_back, need_w)
-            for partial in self._map_chunks(chunk):  # summed in chunk order: same numbers as serial
+            for partial in self._mapimage_chunks(chunk):  # summed in chunk order: same numbers as serial
                 if partial is not None:
                     dw += partial
 
@@ -398,7 +398,7 @@ class ConvolutionLayer(_BaseConvolution):
         """Images n0:n1: write their input gradient into ``dx`` (if any), return their weight gradient."""
         n0, n1 = span
         kdim, go = w.shape[1], self.num_output // self.group
-        dy = self.wide.from_output(dy_nd[n0:n1]) if self.wide is not None else _to_rows(dy3[n0:n1])
+        dy = self.wide.from_output(dy_nd[n0:n1]) if self.wide is not None else to_rows(dy3[n0:n1])
         partial = None
         if need_w:
             # dW_g = dY_g X_g^T; when the images are long next to the outputs, as (X_g dY_g^T)^T, both operands
@@ -429,7 +429,7 @@ class ConvolutionLayer(_BaseConvolution):
         if self.wide is not None:
             self.wide.col2im(dcols, dx[n0:n1])
         elif self.geom.is_1x1:
-            _from_rows(dcols, dx[n0:n1].reshape(n1 - n0, self.channels, -1))
+            from_rows(dcols, dx[n0:n1].reshape(n1 - n0, self.channels, -1))
         else:
             self.geom.col2im(dcols, dx[n0:n1])
         return partial
@@ -440,74 +440,6 @@ class ConvolutionLayer(_BaseConvolution):
         go, gi = self.num_output // g, self.channels // g
         wf = w.reshape((g, go, gi) + k)[(slice(None),) * 3 + (slice(None, None, -1),) * len(k)]
         return np.ascontiguousarray(wf.swapaxes(1, 2)).reshape(self.channels, go * math.prod(k))
-
-
-@register_layer
-class DeconvolutionLayer(_BaseConvolution):
-    r"""Transposed convolution: the forward pass is Convolution's backward pass w.r.t. its input.
-
-    Weights :math:`(C_{in}, C_{out}/g, k_1, \ldots, k_d)` (Caffe's layout: the bottom's channels
-    first); :math:`Y = \mathrm{col2im}(W_g^\top X_g) + b`, with output size
-    :math:`o = s(i-1) + d(k-1) + 1 - 2p` per spatial axis.
-
-    Caffe: src/caffe/layers/deconv_layer.cpp.
-    """
-
-    type = "Deconvolution"
-    weight_param = "convolution_param"
-    reverse = True
-
-    def reshape(self, bottom, top):
-        super().reshape(bottom, top)
-        per_image = self.num_output * math.prod(self.geom.kernel) * math.prod(self.in_spatial) * 4
-        self.chunks = _chunks(self.num, per_image)
-        if getattr(self, "tuned_shape", None) != bottom[0].shape:
-            self.tuner_forward, self.tuned_shape = parallel.Tuner(), bottom[0].shape
-
-    def forward(self, bottom, top):
-        w = self._w()
-        kdim, gi = w.shape[1], self.channels // self.group
-        for b, t in zip(bottom, top):
-            x3 = b.data.reshape(self.num, self.channels, -1)
-            y = self._nd(t.data, self.num_output, self.out_spatial)
-            for n0, n1 in self.chunks:
-                x = _to_rows(x3[n0:n1])
-                cols = np.empty((kdim * self.group, x.shape[1]), x.dtype)
-                if self.group == 1:  # the product's tiles, in threads when they pay
-                    parallel.matmul(w.T, x, cols, self.tuner_forward)
-                else:
-                    for g in range(self.group):
-                        np.matmul(w[g * gi:(g + 1) * gi].T, x[g * gi:(g + 1) * gi],
-                                  out=cols[g * kdim:(g + 1) * kdim])
-                self.geom.col2im(cols, y[n0:n1])
-            if self.bias_term:
-                y.reshape(self.num, self.num_output, -1)[...] += self.blobs[1].data[:, None]
-
-    def backward(self, top, propagate_down, bottom):
-        w = self._w()
-        kdim, gi = w.shape[1], self.channels // self.group
-        need_w = self.param_propagate_down_at(0)
-        for i, (b, t) in enumerate(zip(bottom, top)):
-            dy = self._nd(t.diff, self.num_output, self.out_spatial)
-            if self.bias_term and self.param_propagate_down_at(1):
-                self.blobs[1].diff += dy.reshape(self.num, self.num_output, -1).sum(axis=(0, 2))
-            if not (need_w or propagate_down[i]):
-                continue
-            x3 = b.data.reshape(self.num, self.channels, -1)
-            dx3 = b.diff.reshape(self.num, self.channels, -1)
-            dw = self._w("diff")
-            for n0, n1 in self.chunks:
-                dcols = self.geom.cols(dy[n0:n1], self.in_spatial)
-                if need_w:
-                    x = _to_rows(x3[n0:n1])
-                    for g in range(self.group):
-                        dw[g * gi:(g + 1) * gi] += x[g * gi:(g + 1) * gi] @ dcols[g * kdim:(g + 1) * kdim].T
-                if propagate_down[i]:
-                    dx = np.empty((self.channels, dcols.shape[1]), dcols.dtype)
-                    for g in range(self.group):
-                        np.matmul(w[g * gi:(g + 1) * gi], dcols[g * kdim:(g + 1) * kdim],
-                                  out=dx[g * gi:(g + 1) * gi])
-                    _from_rows(dx, dx3[n0:n1])
 
 
 @register_layer
@@ -540,10 +472,10 @@ class Im2colLayer(Layer):
     def forward(self, bottom, top):
         x = bottom[0].data.reshape((self.num, self.channels) + self.in_spatial)
         cols = self.geom.cols(x, self.out_spatial)
-        _from_rows(cols, top[0].data.reshape(self.num, self.kdim, -1))
+        from_rows(cols, top[0].data.reshape(self.num, self.kdim, -1))
 
     def backward(self, top, propagate_down, bottom):
         if not propagate_down[0]:
             return
-        cols = _to_rows(top[0].diff.reshape(self.num, self.kdim, -1))
+        cols = to_rows(top[0].diff.reshape(self.num, self.kdim, -1))
         self.geom.col2im(cols, bottom[0].diff.reshape((self.num, self.channels) + self.in_spatial))
