@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -69,3 +70,166 @@ def test_golden_trajectory_on_torch(case, from_caffe, tmp_path, monkeypatch):
 @pytest.mark.parametrize("case", ["adam_resume", "sgd_step_resume"])
 def test_snapshots_resume_on_either_engine(case, engines, tmp_path, monkeypatch):
     _run_golden(case, False, tmp_path, monkeypatch, engines)
+
+
+# --- the command line --------------------------------------------------------------------------
+def _weights(path):
+    net = caffe_pb2.NetParameter.FromString(Path(path).read_bytes())
+    return {"%s/%d" % (layer.name, i): np.array(b.data) for layer in net.layer for i, b in enumerate(layer.blobs)}
+
+
+@pytest.fixture()
+def tiny(tmp_path, monkeypatch):
+    from tests.test_solvers import TINY_NET
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "net.prototxt").write_text(TINY_NET)
+    (tmp_path / "solver.prototxt").write_text(
+        'net: "net.prototxt" base_lr: 0.1 momentum: 0.9 lr_policy: "step" gamma: 0.5 stepsize: 4 display: 2 '
+        'max_iter: 6 test_iter: 2 test_interval: 3 snapshot: 4 snapshot_prefix: "tiny" random_seed: 1')
+    return tmp_path
+
+
+def test_cli_train_engine_torch_logs_snapshots_and_matches_numpy(tiny, capsys):
+    assert cli_main(["train", "-solver", "solver.prototxt", "-engine", "torch", "-log", "train.log"]) == 0
+    text = (tiny / "train.log").read_text()
+    for needle in ("Use CPU.", "Iteration 0 (", " iters), loss = ", "Iteration 6, loss = ", "Iteration 2, lr = 0.1",
+                   "Iteration 4, lr = 0.05", "Iteration 3, Testing net (#0)", "Test net output #0: acc = ",
+                   "Train net output #0: loss = ",
+                   "Snapshotting to binary proto file tiny_iter_4.caffemodel", "Optimization Done."):
+        assert needle in text, needle
+    assert sorted(p.name for p in tiny.glob("tiny_iter_*")) == [
+        "tiny_iter_4.caffemodel", "tiny_iter_4.solverstate", "tiny_iter_6.caffemodel", "tiny_iter_6.solverstate"]
+    on_torch = _weights("tiny_iter_6.caffemodel")
+    capsys.readouterr()
+    assert cli_main(["train", "-solver", "solver.prototxt"]) == 0  # the NumPy engine, same seed and data
+    for key, want in _weights("tiny_iter_6.caffemodel").items():
+        np.testing.assert_allclose(on_torch[key], want, rtol=1e-5, atol=1e-6)
+    # either engine resumes the other's state
+    assert cli_main(["train", "--solver", "solver.prototxt", "--engine", "torch", "--snapshot",
+                     "tiny_iter_4.solverstate", "--iterations", "8"]) == 0
+    err = capsys.readouterr().err
+    assert "Resuming from tiny_iter_4.solverstate" in err and "Iteration 4, lr = 0.05" in err
+    assert (tiny / "tiny_iter_8.solverstate").exists()
+
+
+def test_cli_engine_torch_flags(tiny, capsys):
+    assert cli_main(["train", "-solver", "solver.prototxt", "-device", "cpu"]) == 1
+    assert "--device and --nproc need --engine torch" in capsys.readouterr().err
+    assert cli_main(["train", "-solver", "solver.prototxt", "-engine", "torch", "-nproc", "2", "-gpu", "0"]) == 1
+    assert "not both" in capsys.readouterr().err
+    assert cli_main(["train", "-solver", "solver.prototxt", "-engine", "torch", "-device", "tpu"]) == 1
+    assert "expected cpu, cuda or cuda:N" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert cli_main(["train", "-solver", "solver.prototxt", "-engine", "torch", "-gpu", "0"]) == 1
+        assert "torch sees no CUDA device" in capsys.readouterr().err
+
+
+# --- several processes ---------------------------------------------------------------------------
+DIGITS_HDF5_NET = """name: "digits_h5"
+layer { name: "data" type: "HDF5Data" top: "data" top: "label" include { phase: TRAIN }
+  hdf5_data_param { source: "train.txt" batch_size: 8 } }
+layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
+  convolution_param { num_output: 4 kernel_size: 3 weight_filler { type: "xavier" } } }
+layer { name: "relu1" type: "ReLU" bottom: "conv1" top: "conv1" }
+layer { name: "ip1" type: "InnerProduct" bottom: "conv1" top: "ip1"
+  inner_product_param { num_output: 10 weight_filler { type: "xavier" } } }
+layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip1" bottom: "label" top: "loss" }
+"""
+
+
+def _digits_hdf5(folder, solver_extra):
+    h5py = pytest.importorskip("h5py")
+    x, y = _digits()
+    with h5py.File(folder / "digits.h5", "w") as f:
+        f["data"], f["label"] = x[:200], y[:200]
+    (folder / "train.txt").write_text("digits.h5\n")
+    (folder / "net.prototxt").write_text(DIGITS_HDF5_NET)
+    (folder / "solver.prototxt").write_text('net: "net.prototxt" base_lr: 0.05 momentum: 0.9 lr_policy: "fixed" '
+                                            'weight_decay: 0.001 random_seed: 3 snapshot_prefix: "snap" '
+                                            + solver_extra)
+
+
+def _caffelite(*argv, **kw):
+    return subprocess.run([sys.executable, "-m", "caffelite", *argv], capture_output=True, text=True, timeout=300, **kw)
+
+
+def test_two_gloo_processes_equal_one_with_iter_size_2(tmp_path, monkeypatch):
+    """Caffe's multi-GPU semantics: rank r of 2 takes records r, r+2, ...; gradients averaged."""
+    two, one = tmp_path / "two", tmp_path / "one"
+    for folder, extra in ((two, "max_iter: 5"), (one, "max_iter: 5 iter_size: 2")):
+        folder.mkdir()
+        _digits_hdf5(folder, extra)
+    run2 = _caffelite("train", "--solver", "solver.prototxt", "--engine", "torch", "--nproc", "2", cwd=two)
+    assert run2.returncode == 0, run2.stderr[-3000:]
+    assert "Started rank 1 of 2" in run2.stderr and "Rank 0 of 2" in run2.stderr
+    assert "Rank 1 of 2" not in run2.stderr  # rank 0 alone logs
+    run1 = _caffelite("train", "--solver", "solver.prototxt", "--engine", "torch", cwd=one)
+    assert run1.returncode == 0, run1.stderr[-3000:]
+    assert sorted(p.name for p in two.glob("snap_*")) == ["snap_iter_5.caffemodel", "snap_iter_5.solverstate"]
+    got, want = _weights(two / "snap_iter_5.caffemodel"), _weights(one / "snap_iter_5.caffemodel")
+    assert set(got) == set(want) == {"conv1/0", "conv1/1", "ip1/0", "ip1/1"}
+    for key in want:
+        np.testing.assert_allclose(got[key], want[key], rtol=1e-5, atol=1e-5, err_msg=key)
+    monkeypatch.chdir(one)
+    caffelite.set_random_seed(3)
+    start = caffelite.Net("net.prototxt", caffelite.TRAIN).params["ip1"][0].data.ravel()
+    assert not np.allclose(want["ip1/0"], start, atol=1e-3)  # it did train
+
+
+def _launch(folder):
+    return subprocess.Popen([sys.executable, "-m", "caffelite", "train", "--solver", "solver.prototxt",
+                             "--engine", "torch", "--nproc", "2"], cwd=folder, stderr=subprocess.PIPE, text=True)
+
+
+def test_a_killed_rank_stops_the_launcher_and_keeps_the_last_snapshot(tmp_path):
+    _digits_hdf5(tmp_path, "max_iter: 100000 snapshot: 3 display: 0")
+    with _launch(tmp_path) as proc:
+        try:
+            pids = {}
+            while len(pids) < 2:
+                line = proc.stderr.readline()
+                assert line, "the launcher ended before starting its ranks"
+                m = re.search(r"Started rank (\d) of 2 \(pid (\d+)", line)
+                if m:
+                    pids[int(m.group(1))] = int(m.group(2))
+            deadline = time.monotonic() + 240
+            while not (tmp_path / "snap_iter_6.solverstate").exists():
+                assert time.monotonic() < deadline and proc.poll() is None, "no snapshot written"
+                time.sleep(0.2)
+            os.kill(pids[1], signal.SIGKILL)
+            err = proc.stderr.read()
+            assert proc.wait(timeout=60) == 1
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert "rank 1 of 2 (pid %d) was killed by signal SIGKILL; the other ranks were stopped" % pids[1] in err
+    last = re.search(r"The last snapshot on disk is (\S+) \(resume", err).group(1)
+    with pytest.raises(ProcessLookupError):
+        os.kill(pids[0], 0)  # rank 0 was stopped and reaped
+    # the newest snapshot is whole: either engine resumes it
+    state = caffe_pb2.SolverState.FromString((tmp_path / last).read_bytes())
+    assert state.iter >= 6 and (tmp_path / state.learned_net).exists()
+    run = _caffelite("train", "--solver", "solver.prototxt", "--snapshot", last, "--iterations", str(state.iter + 1),
+                     cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+
+
+def test_ctrl_c_stops_every_rank_at_the_same_iteration_with_a_snapshot(tmp_path):
+    _digits_hdf5(tmp_path, "max_iter: 100000 display: 0 snapshot_after_train: false")
+    with _launch(tmp_path) as proc:
+        try:
+            out = ""
+            while "Starting Optimization" not in out:
+                line = proc.stderr.readline()
+                assert line, "the run ended early"
+                out += line
+            time.sleep(1.0)
+            proc.send_signal(signal.SIGINT)
+            out += proc.stderr.read()
+            assert proc.wait(timeout=120) == 0, out[-3000:]
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    states = list(tmp_path.glob("snap_iter_*.solverstate"))
+    assert len(states) == 1 and "Optimization stopped early." in out, out[-3000:]

@@ -133,6 +133,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--sighup_effect", "--sighup-effect", default="snapshot",
                    choices=("stop", "snapshot", "none"), help="what SIGHUP does (default: snapshot)")
     p.add_argument("--iterations", type=int, metavar="N", help="train to iteration N instead of max_iter")
+    # --engine torch: caffelite/torch/train.py (its --gpu is Caffe's: one process per GPU)
+    p.add_argument("--engine", choices=("numpy", "torch"), default="numpy",
+                   help="numpy (default) or torch: the nets on PyTorch, with --device, --gpu and --nproc")
+    p.add_argument("--device", metavar="DEV", help="with --engine torch: cpu (default), cuda or cuda:N")
+    p.add_argument("--nproc", type=int, metavar="N", help="with --engine torch: N CPU processes (gloo)")
     add_common(p)
     return p
 
@@ -142,6 +147,12 @@ def run(args) -> int:
     from caffelite.protoio import read_solver_param
     from caffelite.solvers import SignalHandler, create_solver, snapshot_prefix_property
 
+    if args.engine == "torch":
+        from caffelite.torch.train import run as run_torch
+
+        return run_torch(args)
+    if args.device or args.nproc:
+        raise SolverError("--device and --nproc need --engine torch", field="engine")
     refuse_gpu(args)
     if not args.solver:
         raise SolverError("Need a solver definition to train. (give --solver FILE)", field="solver")

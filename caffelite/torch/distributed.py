@@ -173,12 +173,15 @@ def launch(worker_argv: list[str], nproc: int, devices: list[str] | None = None,
     ``devices``: one ``--device`` per rank (``cuda:0``, ``cuda:1``, ...), or None for the CPU.
     Raises SolverError naming the failed rank (and the others are stopped) when a worker fails.
     """
+    import caffelite
+
     port = _free_port()
     procs: list[subprocess.Popen] = []
-    forwarded: list[int] = []
+    # the workers import this caffelite, installed or not
+    root = os.path.dirname(os.path.dirname(os.path.abspath(caffelite.__file__)))
+    path = os.pathsep.join([root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
 
     def forward(signum, frame):  # once to every worker: they agree on the action at the iteration's end
-        forwarded.append(signum)
         for p in procs:
             if p.poll() is None:
                 p.send_signal(signum)
@@ -188,7 +191,7 @@ def launch(worker_argv: list[str], nproc: int, devices: list[str] | None = None,
         for rank in range(nproc):
             env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(nproc),
                        RANK=str(rank), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(nproc),
-                       GROUP_RANK="0", ROLE_RANK=str(rank))
+                       GROUP_RANK="0", ROLE_RANK=str(rank), PYTHONPATH=path)
             argv = [sys.executable, "-m", "caffelite", *worker_argv]
             if devices:
                 argv += ["--device", devices[rank]]

@@ -30,7 +30,7 @@ from caffelite.solvers import _SOLVERS
 from caffelite.torch.distributed import agree_action, gpu_ids, init_worker, launch, split_records, world
 from caffelite.torch.solvers import CaffeOptimizer, param_groups
 
-__all__ = ["TorchSolverMixin", "get_solver", "create_solver", "resolve_device", "run"]
+__all__ = ["TorchSolverMixin", "TorchNet", "get_solver", "create_solver", "resolve_device", "run"]
 
 log = logging.getLogger("caffelite.solver")
 
@@ -262,15 +262,6 @@ def get_solver(source, device="cpu"):
 
 
 # --- the command line ------------------------------------------------------------------------------
-def add_arguments(p) -> None:
-    """The flags ``caffelite train`` gains for this engine."""
-    p.add_argument("--engine", choices=("numpy", "torch"), default="numpy",
-                   help="numpy (default: caffelite's own layers) or torch (PyTorch: --device, --gpu, --nproc)")
-    p.add_argument("--device", metavar="DEV", help="with --engine torch: cpu (default), cuda or cuda:N")
-    p.add_argument("--nproc", type=int, metavar="N",
-                   help="with --engine torch: N processes on the CPU (gloo), gradients averaged as Caffe's multi-GPU")
-
-
 def resolve_device(args, local_rank: int) -> torch.device:
     """--device, else one --gpu id, else the CPU; ``cuda`` alone under torchrun is cuda:LOCAL_RANK."""
     text = args.device or ("cuda:%d" % gpu_ids(args.gpu)[0] if args.gpu else "cpu")
