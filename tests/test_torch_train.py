@@ -233,3 +233,42 @@ def test_ctrl_c_stops_every_rank_at_the_same_iteration_with_a_snapshot(tmp_path)
                 proc.kill()
     states = list(tmp_path.glob("snap_iter_*.solverstate"))
     assert len(states) == 1 and "Optimization stopped early." in out, out[-3000:]
+
+
+# --- Caffe's Skip: which records each rank reads ----------------------------------------------------
+def _labels_read(net, batches):
+    out = []
+    for _ in range(batches):
+        net.forward()
+        out.append(net.blobs["label"].data.astype(int).tolist())
+    return out
+
+
+@pytest.mark.parametrize("kind", ["Data", "HDF5Data"])
+def test_rank_r_of_n_reads_records_r_plus_k_n(kind, tmp_path, monkeypatch):
+    """Rank r of 2 takes records r, r+2, r+4, ... of the stream, wrapping round a 7-record source."""
+    from caffelite.torch.distributed import split_records
+
+    monkeypatch.chdir(tmp_path)
+    labels = np.arange(7)
+    if kind == "Data":
+        from tests.test_data_layers import make_lmdb
+
+        make_lmdb(tmp_path, np.zeros((7, 1, 2, 2), np.uint8), labels)
+        layer = 'type: "Data" data_param { source: "db" backend: LMDB batch_size: 3 }'
+    else:
+        h5py = pytest.importorskip("h5py")
+        with h5py.File("rows.h5", "w") as f:
+            f["data"], f["label"] = np.zeros((7, 2), np.float32), labels.astype(np.float32)
+        (tmp_path / "list.txt").write_text("rows.h5\n")
+        layer = 'type: "HDF5Data" hdf5_data_param { source: "list.txt" batch_size: 3 }'
+    (tmp_path / "net.prototxt").write_text('layer { name: "d" top: "data" top: "label" %s }' % layer)
+    seen = []
+    for rank in range(2):
+        net = caffelite.Net("net.prototxt", caffelite.TRAIN)
+        assert split_records(net.layers, rank, 2) == []
+        seen.append(_labels_read(net, 3))
+    assert seen[0] == [[0, 2, 4], [6, 1, 3], [5, 0, 2]]
+    assert seen[1] == [[1, 3, 5], [0, 2, 4], [6, 1, 3]]
+    single = caffelite.Net("net.prototxt", caffelite.TRAIN)
+    assert split_records(single.layers, 0, 1) == [] and _labels_read(single, 1) == [[0, 1, 2]]
