@@ -19,15 +19,16 @@ from caffelite.cli import main as cli_main  # noqa: E402
 from caffelite.proto import caffe_pb2  # noqa: E402
 from caffelite.torch.train import get_solver  # noqa: E402
 from tests.test_solvers import GOLDEN, _digits, _feed, _golden_runs  # noqa: E402
+from tests.torch_support import DEVICES, use_device  # noqa: E402
 
 TOL = 1e-4
 
 
-def _engine_solver(engine):
-    return get_solver("solver.prototxt") if engine == "torch" else caffelite.get_solver("solver.prototxt")
+def _engine_solver(engine, device="cpu"):
+    return get_solver("solver.prototxt", device) if engine == "torch" else caffelite.get_solver("solver.prototxt")
 
 
-def _run_golden(case, from_caffe, tmp_path, monkeypatch, engines=("torch", "torch")):
+def _run_golden(case, from_caffe, tmp_path, monkeypatch, engines=("torch", "torch"), device="cpu"):
     """The golden run of tests/test_solvers.py; ``engines``: before and after the restart."""
     folder = GOLDEN / case
     traj = json.loads((folder / "trajectory.json").read_text())
@@ -35,7 +36,7 @@ def _run_golden(case, from_caffe, tmp_path, monkeypatch, engines=("torch", "torc
     x, y = _digits()
     monkeypatch.chdir(tmp_path)
     (tmp_path / "solver.prototxt").write_text((folder / "solver.prototxt").read_text())
-    solver = _engine_solver(engines[0])
+    solver = _engine_solver(engines[0], device)
     solver.net.copy_from(str(GOLDEN / "init.caffemodel"))
     losses, start = [], 0
     if from_caffe:  # the state BVLC Caffe wrote half-way
@@ -46,7 +47,7 @@ def _run_golden(case, from_caffe, tmp_path, monkeypatch, engines=("torch", "torc
     for it in range(start, steps):
         if resume_at is not None and it == resume_at and not from_caffe:
             solver.snapshot()
-            solver = _engine_solver(engines[1])
+            solver = _engine_solver(engines[1], device)
             solver.restore("snap_iter_%d.solverstate" % it)
         _feed(solver, x, y, it, batch)
         solver.step(1)
@@ -60,16 +61,41 @@ def _run_golden(case, from_caffe, tmp_path, monkeypatch, engines=("torch", "torc
         assert err < TOL, "%s differs from Caffe's final value (rel err %.3g)" % (key, err)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("case, from_caffe", _golden_runs())
-def test_golden_trajectory_on_torch(case, from_caffe, tmp_path, monkeypatch):
-    """The 21 runs BVLC Caffe recorded (17 solver settings, 4 restarts from Caffe's own snapshots)."""
-    _run_golden(case, from_caffe, tmp_path, monkeypatch)
+def test_golden_trajectory_on_torch(case, from_caffe, device, tmp_path, monkeypatch):
+    """The 21 runs BVLC Caffe recorded (17 solver settings, 4 restarts from Caffe's own snapshots); on a GPU
+    machine ``pytest -m cuda tests/test_torch_train.py`` runs them on CUDA too."""
+    _run_golden(case, from_caffe, tmp_path, monkeypatch, device=str(use_device(device)))
 
 
 @pytest.mark.parametrize("engines", [("torch", "numpy"), ("numpy", "torch")], ids=["torch-to-numpy", "numpy-to-torch"])
 @pytest.mark.parametrize("case", ["adam_resume", "sgd_step_resume"])
 def test_snapshots_resume_on_either_engine(case, engines, tmp_path, monkeypatch):
     _run_golden(case, False, tmp_path, monkeypatch, engines)
+
+
+@pytest.mark.parametrize("effect, stop_at, files", [
+    ("stop", 4, ["snap_iter_4.caffemodel", "snap_iter_4.solverstate"]),
+    ("snapshot", 12, ["snap_iter_4.caffemodel", "snap_iter_4.solverstate"]),
+])
+def test_sigint_on_the_torch_engine(effect, stop_at, files, tmp_path, monkeypatch):
+    """Ctrl-C stops after the iteration with a snapshot (or only snapshots), as on the NumPy engine."""
+    from caffelite.solvers import SignalHandler
+    from tests.test_solvers import _signal_at, _write_solver
+
+    monkeypatch.chdir(tmp_path)
+    _write_solver(tmp_path, 'base_lr: 0.01 lr_policy: "fixed" snapshot_after_train: false')
+    solver = get_solver("solver.prototxt")
+    _signal_at(solver, 3, signal.SIGINT)
+    with SignalHandler(sigint_effect=effect) as handler:
+        solver.set_action_function(handler.action)
+        solver.solve()
+    assert solver.iter == stop_at and solver.requested_early_exit == (effect == "stop")
+    assert sorted(p.name for p in tmp_path.glob("snap_*")) == files
+    numpy_solver = caffelite.get_solver("solver.prototxt")  # the NumPy engine resumes it
+    numpy_solver.restore("snap_iter_4.solverstate")
+    assert numpy_solver.iter == 4
 
 
 # --- the command line --------------------------------------------------------------------------

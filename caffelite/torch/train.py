@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
+from collections.abc import Mapping
 
 import numpy as np
 import torch
@@ -33,6 +34,7 @@ from caffelite.torch.solvers import CaffeOptimizer, param_groups
 __all__ = ["TorchSolverMixin", "TorchNet", "get_solver", "create_solver", "resolve_device", "run"]
 
 log = logging.getLogger("caffelite.solver")
+tool_log = logging.getLogger("caffelite.tools")
 
 
 class _TensorBlob:
@@ -54,11 +56,10 @@ class _TensorBlob:
         return tuple(self.tensor.shape)
 
 
-class _Blobs(dict):
+class _Blobs(Mapping):
     """The net's blobs: the last pass's outputs as tensors, the others (Input tops to feed) as caffelite Blobs."""
 
     def __init__(self, tnet: TorchNet):
-        super().__init__()
         self.tnet = tnet
 
     def __getitem__(self, name):
@@ -66,11 +67,11 @@ class _Blobs(dict):
             return _TensorBlob(self.tnet.last[name])
         return self.tnet.module.net.blobs[name]
 
-    def __contains__(self, name):
-        return name in self.tnet.last or name in self.tnet.module.net.blobs
+    def __iter__(self):
+        return iter(self.tnet.module.net.blobs)
 
-    def keys(self):
-        return self.tnet.module.net.blobs.keys()
+    def __len__(self) -> int:
+        return len(self.tnet.module.net.blobs)
 
 
 class TorchNet:
@@ -196,6 +197,12 @@ class TorchSolverMixin:
     def _make_net(self, net_param, state, where):
         return TorchNet(super()._make_net(net_param, state, where), self.device)
 
+    def _init_test_nets(self):
+        if self.rank != 0:  # rank 0 alone tests (Caffe's root solver alone builds test nets)
+            self.mean_scores = []
+            return []
+        return super()._init_test_nets()
+
     # --- the update and the actions ---------------------------------------------------------
     def apply_update(self) -> None:
         opt = self.optimizer
@@ -320,7 +327,7 @@ def run(args) -> int:
             with ToolLogging(None):
                 devices = ["cuda:%d" % g for g in gpus] if gpus else None
                 if gpus:
-                    log.info("Using GPUs %s", ", ".join(str(g) for g in gpus))
+                    tool_log.info("Using GPUs %s", ", ".join(str(g) for g in gpus))
                 return launch(_worker_argv(args), len(gpus) or args.nproc, devices, args.solver)
     device = resolve_device(args, local)
     rank, size = init_worker(device)
@@ -340,26 +347,26 @@ def run(args) -> int:
                 del param.weights[:]
                 param.weights.append(args.weights)
             if device.type == "cuda":
-                log.info("GPU %d: %s", device.index, torch.cuda.get_device_name(device))
+                tool_log.info("GPU %d: %s", device.index, torch.cuda.get_device_name(device))
             else:
-                log.info("Use CPU.")
+                tool_log.info("Use CPU.")
             if size > 1:
-                log.info("Rank %d of %d: batches of the net's batch size on every rank (%s backend)",
+                tool_log.info("Rank %d of %d: batches of the net's batch size on every rank (%s backend)",
                          rank, size, torch.distributed.get_backend())
             solver = create_solver(param, args.solver, device, rank, size)
             if rank == 0 and sys.stderr.isatty() and param.max_iter - solver.iter >= 100:
                 bar = ProgressBar(sys.stderr, param.max_iter)
                 logs.stderr_handler.bar = bar
                 solver.add_callback(on_start=lambda: bar.update(solver.iter))
-            log.info("Starting Optimization")
+            tool_log.info("Starting Optimization")
             with SignalHandler(args.sigint_effect, args.sighup_effect) as signals:
                 solver.set_action_function(signals.action)
                 if args.snapshot:
-                    log.info("Resuming from %s", args.snapshot)
+                    tool_log.info("Resuming from %s", args.snapshot)
                 solver.solve(args.snapshot or None)
             if logs.stderr_handler.bar is not None:
                 logs.stderr_handler.bar.clear()
-            log.info("Optimization Done.")
+            tool_log.info("Optimization Done.")
     finally:
         if size > 1 and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
