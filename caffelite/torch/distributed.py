@@ -11,8 +11,8 @@ the records one process with ``iter_size: N`` sees, and the update is the same.
 ``launch`` is the local launcher behind ``--gpu 0,1`` / ``--nproc N``: it starts one worker per rank
 with torchrun's environment variables (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``,
 ``MASTER_PORT``), forwards Ctrl-C and SIGHUP to the workers once (they stop or snapshot together at
-the end of an iteration, as one Caffe run does), and when a worker dies it stops the others and
-exits non-zero naming the rank, the cause and the last snapshot on disk.  torchrun's own agent is
+the end of an iteration, as one Caffe run does) and SIGTERM too, and when a worker dies it stops the
+others and exits non-zero naming the rank, the cause and the last snapshot on disk.  torchrun's own agent is
 not used here because it turns Ctrl-C into SIGTERM for the workers, which would lose the final
 snapshot; across machines, torchrun starts the same workers (see the README section).
 """
@@ -186,7 +186,8 @@ def launch(worker_argv: list[str], nproc: int, devices: list[str] | None = None,
             if p.poll() is None:
                 p.send_signal(signum)
 
-    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGHUP)}
+    # SIGINT / SIGHUP: the workers stop or snapshot together; SIGTERM ends them (never left orphaned)
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM)}
     try:
         for rank in range(nproc):
             env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(nproc),

@@ -191,7 +191,7 @@ class TorchSolverMixin:
             from torch.nn.parallel import DistributedDataParallel
 
             ids = [device.index] if device.type == "cuda" else None
-            tnet.ddp = DistributedDataParallel(tnet.module, device_ids=ids, broadcast_buffers=False)
+            tnet.ddp = DistributedDataParallel(tnet.module, device_ids=ids, forward_sync_buffers=False)
         self.optimizer = CaffeOptimizer(param_groups(tnet.module), param, source)
 
     def _make_net(self, net_param, state, where):
@@ -324,6 +324,7 @@ def run(args) -> int:
         if gpus and args.nproc:
             raise SolverError("Give --gpu (one process per GPU) or --nproc (CPU processes), not both", field="nproc")
         if len(gpus) > 1 or (args.nproc or 1) > 1:
+            read_solver_param(args.solver)  # a bad solver file is reported once, not by every rank
             with ToolLogging(None):
                 devices = ["cuda:%d" % g for g in gpus] if gpus else None
                 if gpus:
