@@ -298,3 +298,21 @@ def test_rank_r_of_n_reads_records_r_plus_k_n(kind, tmp_path, monkeypatch):
     assert seen[1] == [[1, 3, 5], [0, 2, 4], [6, 1, 3]]
     single = caffelite.Net("net.prototxt", caffelite.TRAIN)
     assert split_records(single.layers, 0, 1) == [] and _labels_read(single, 1) == [[0, 1, 2]]
+
+
+def test_pycaffe_surface_of_the_torch_solver(tmp_path, monkeypatch):
+    """net.params and net.blobs read (and, on the CPU, write) the module's tensors."""
+    from tests.test_solvers import _write_solver
+
+    monkeypatch.chdir(tmp_path)
+    _write_solver(tmp_path, 'base_lr: 0.01 lr_policy: "fixed"')
+    solver = get_solver("solver.prototxt")
+    solver.net.copy_from(str(GOLDEN / "init.caffemodel"))
+    weights = dict(solver.net.module.named_parameters())["ip1/0"]
+    solver.net.params["ip1"][0].data[...] = 0.5
+    assert torch.all(weights == 0.5)
+    x, y = _digits()
+    _feed(solver, x, y, 0, 16)
+    solver.step(1)
+    assert solver.net.params["ip1"][0].diff.shape == (10, 128) and np.any(solver.net.params["ip1"][0].diff != 0)
+    assert solver.net.blobs["loss"].data.shape == () and "data" in solver.net.blobs

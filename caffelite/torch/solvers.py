@@ -192,8 +192,8 @@ class CaffeOptimizer(torch.optim.Optimizer):
         clip = self.param.clip_gradients
         if clip < 0:
             return
-        sumsq = sum(float(torch.dot(g.reshape(-1), g.reshape(-1))) for g in grads)
-        norm = math.sqrt(sumsq)
+        sumsq = sum(torch.dot(g.reshape(-1), g.reshape(-1)) for g in grads)  # on the device: one sync
+        norm = math.sqrt(float(sumsq))
         if norm > clip:
             scale = float(F32(clip / norm))
             log.info("Gradient clipping: scaling down gradients (L2 norm %g > %g) by scale factor %g",

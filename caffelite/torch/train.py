@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
+from collections import OrderedDict
 from collections.abc import Mapping
 
 import numpy as np
@@ -38,7 +39,8 @@ tool_log = logging.getLogger("caffelite.tools")
 
 
 class _TensorBlob:
-    """An output blob of the last pass, read as caffelite Blobs are (``data``, ``count``, ``shape``)."""
+    """A tensor read as a caffelite Blob (``data``, ``diff``, ``count``, ``shape``).  On the CPU ``data``
+    and ``diff`` are views of the tensor and its gradient (writes reach the module); on a GPU, copies."""
 
     def __init__(self, tensor: torch.Tensor):
         self.tensor = tensor
@@ -46,6 +48,11 @@ class _TensorBlob:
     @property
     def data(self) -> np.ndarray:
         return self.tensor.detach().cpu().numpy()
+
+    @property
+    def diff(self) -> np.ndarray:
+        grad = self.tensor.grad
+        return grad.detach().cpu().numpy() if grad is not None else np.zeros(self.shape, np.float32)
 
     @property
     def count(self) -> int:
@@ -111,8 +118,12 @@ class TorchNet:
         return _Blobs(self)
 
     @property
-    def params(self):
-        return self.module.sync_to_net().params
+    def params(self) -> OrderedDict:
+        """pycaffe's ``net.params``: layer name -> its parameters (shared ones are the owner's tensor)."""
+        by_blob = {id(blob): p for blob, (_, p, _) in zip(self.module.net.learnable_params,
+                                                          self.module.named_caffe_params())}
+        return OrderedDict((name, [_TensorBlob(by_blob[id(b)]) for b in blobs])
+                           for name, blobs in self.module.net.params.items())
 
     @property
     def learnable_params(self):
