@@ -180,10 +180,13 @@ def _caffelite(*argv, **kw):
     return subprocess.run([sys.executable, "-m", "caffelite", *argv], capture_output=True, text=True, timeout=300, **kw)
 
 
-def test_two_gloo_processes_equal_one_with_iter_size_2(tmp_path, monkeypatch):
-    """Caffe's multi-GPU semantics: rank r of 2 takes records r, r+2, ...; gradients averaged."""
+@pytest.mark.parametrize("iter_size", [1, 2])
+def test_two_gloo_processes_equal_one_with_iter_size_2(iter_size, tmp_path, monkeypatch):
+    """Caffe's multi-GPU semantics: rank r of 2 takes records r, r+2, ...; gradients averaged.  With
+    ``iter_size: k`` on each of the 2 ranks, one process needs ``iter_size: 2k``."""
     two, one = tmp_path / "two", tmp_path / "one"
-    for folder, extra in ((two, "max_iter: 5"), (one, "max_iter: 5 iter_size: 2")):
+    for folder, extra in ((two, "max_iter: 5 iter_size: %d" % iter_size), (one, "max_iter: 5 iter_size: %d"
+                                                                             % (2 * iter_size))):
         folder.mkdir()
         _digits_hdf5(folder, extra)
     run2 = _caffelite("train", "--solver", "solver.prototxt", "--engine", "torch", "--nproc", "2", cwd=two)
