@@ -8,8 +8,10 @@ import os
 
 import pytest
 
-from tests.golden_runner import GOLDEN, case_names
-from tests.torch_support import DEVICES, run_torch_case
+pytest.importorskip("torch", reason="torch is not installed (pip install caffelite[torch])")
+
+from tests.golden_runner import GOLDEN, case_names  # noqa: E402
+from tests.torch_support import DEVICES, run_torch_case  # noqa: E402
 
 LAYERS = os.path.join(GOLDEN, "layers")
 CASES = case_names("layers")

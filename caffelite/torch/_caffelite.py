@@ -18,12 +18,14 @@ from caffelite.errors import (
 from caffelite.layer import TEST, TRAIN
 from caffelite.layers.im2col import ConvGeometry
 from caffelite.layers.pooling import pooled_size, pooling_setup
-from caffelite.net import Net
+from caffelite.net import Net, filter_net
 from caffelite.proto import caffe_pb2
+from caffelite.protoio import read_net_param
 
 __all__ = ["Blob", "BackwardError", "CaffeliteError", "LabelError", "LayerError", "MissingDependencyError",
            "NetError", "ShapeError", "UnsupportedError", "TEST", "TRAIN", "ConvGeometry", "pooled_size",
-           "pooling_setup", "Net", "caffe_pb2", "net_wiring", "layer_blobs", "layer_names"]
+           "pooling_setup", "Net", "filter_net", "read_net_param", "caffe_pb2", "net_wiring", "layer_blobs",
+           "layer_names"]
 
 
 def net_wiring(net: Net):

@@ -203,6 +203,9 @@ class CaffeNet(nn.Module):
             except CaffeliteError as e:
                 raise e.add_context(file=self.net._source, layer=st.name, layer_type=st.type) from None
             for name, t in zip(st.tops, tops):
+                # a view per top: the top's own node, so its gradient is what its consumers send (Caffe's
+                # top diff), apart from the bottom it may be (Split, identity) or a sibling computed from it
+                t = t.view_as(t) if t.requires_grad else t
                 blobs[name] = t
                 source.setdefault(name, t)
         return trace

@@ -36,8 +36,10 @@ class NumpyLayerRunner:
         self.layer.reshape(self.bottom, self.top)
         self.layer.forward(self.bottom, self.top)
         self.calls += 1
-        device = xs[0].device if xs else (params[0].device if params else torch.device("cpu"))
-        return [torch.from_numpy(np.array(t.data, dtype=np.float32)).to(device) for t in self.top]
+        like = xs[0] if xs else (params[0] if params else torch.zeros(()))
+        dtype = like.dtype if like.is_floating_point() else torch.float32
+        return [torch.from_numpy(np.array(t.data, dtype=np.float32)).to(device=like.device, dtype=dtype)
+                for t in self.top]
 
     def backward(self, grads, need_bottom, need_param, call: int):
         if call != self.calls:
@@ -65,6 +67,7 @@ class _NumpyLayerFunction(torch.autograd.Function):
         ctx.runner, ctx.n_bottom = runner, n_bottom
         ctx.devices = [t.device for t in tensors]
         ctx.shapes = [t.shape for t in tensors]
+        ctx.dtypes = [t.dtype for t in tensors]
         tops = runner.forward(xs, params)
         ctx.call = runner.calls
         return tuple(tops)
@@ -74,6 +77,6 @@ class _NumpyLayerFunction(torch.autograd.Function):
         n = ctx.n_bottom
         need = ctx.needs_input_grad[2:]
         dx, dp = ctx.runner.backward(grads, need[:n], need[n:], ctx.call)
-        out = [None if g is None else g.to(dev).reshape(shape)
-               for g, dev, shape in zip(dx + dp, ctx.devices, ctx.shapes)]
+        out = [None if g is None else g.to(device=dev, dtype=dtype).reshape(shape)
+               for g, dev, dtype, shape in zip(dx + dp, ctx.devices, ctx.dtypes, ctx.shapes)]
         return (None, None, *out)

@@ -1,0 +1,198 @@
+"""caffelite.torch.CaffeNet's interface: parameter names and specs, loss weights, propagate_down,
+inputs and data layers, weights in Caffe's format, layer coverage, and the missing-torch error."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch", reason="torch is not installed (pip install caffelite[torch])")
+
+import caffelite  # noqa: E402
+from caffelite.torch import CaffeNet, param_name  # noqa: E402
+from caffelite.torch.module import NUMPY_LAYER_TYPES  # noqa: E402
+from caffelite.torch.ops import OPS  # noqa: E402
+from caffelite.torch.ops.numpy_layer import NumpyLayerRunner  # noqa: E402
+from tests.torch_support import numpy_of, torch  # noqa: E402
+
+NET = """
+name: "tiny"
+force_backward: false
+layer { name: "data" type: "Input" top: "data" top: "label"
+        input_param { shape { dim: 4 dim: 3 dim: 6 dim: 6 } shape { dim: 4 } } }
+layer { name: "conv.1" type: "Convolution" bottom: "data" top: "conv"
+        param { lr_mult: 1 decay_mult: 1 } param { lr_mult: 2 decay_mult: 0 }
+        convolution_param { num_output: 5 kernel_size: 3 weight_filler { type: "gaussian" std: 0.3 }
+                            bias_filler { type: "constant" value: 0.1 } } }
+layer { name: "relu" type: "ReLU" bottom: "conv" top: "conv" }
+layer { name: "pool" type: "Pooling" bottom: "conv" top: "pool"
+        pooling_param { pool: MAX kernel_size: 3 stride: 2 } }
+layer { name: "ip_a" type: "InnerProduct" bottom: "pool" top: "a"
+        param { name: "shared_w" lr_mult: 1 } param { lr_mult: 0 }
+        inner_product_param { num_output: 3 weight_filler { type: "xavier" } } }
+layer { name: "ip_b" type: "InnerProduct" bottom: "pool" top: "b"
+        param { name: "shared_w" } param { lr_mult: 1 }
+        inner_product_param { num_output: 3 weight_filler { type: "xavier" }
+                              bias_filler { type: "constant" value: 0.5 } } }
+layer { name: "sum" type: "Eltwise" bottom: "a" bottom: "b" top: "score" }
+layer { name: "loss" type: "SoftmaxWithLoss" bottom: "score" bottom: "label" top: "loss" loss_weight: 0.5 }
+layer { name: "aux" type: "EuclideanLoss" bottom: "a" bottom: "b" top: "aux" loss_weight: 2
+        propagate_down: true propagate_down: false }
+layer { name: "acc" type: "Accuracy" bottom: "score" bottom: "label" top: "acc" }
+"""
+
+
+@pytest.fixture
+def proto(tmp_path):
+    path = tmp_path / "net.prototxt"
+    path.write_text(NET)
+    return str(path)
+
+
+def _inputs(batch=4, seed=0):
+    rng = np.random.default_rng(seed)
+    return {"data": rng.normal(size=(batch, 3, 6, 6)).astype(np.float32),
+            "label": rng.integers(0, 3, size=batch).astype(np.float32)}
+
+
+def test_parameters_are_named_by_layer_in_caffes_order_shared_once(proto):
+    caffelite.set_random_seed(3)
+    module = CaffeNet(proto, phase=caffelite.TRAIN)
+    names = [n for n, _ in module.named_parameters()]
+    assert names == ["conv%2E1/0", "conv%2E1/1", "ip_a/0", "ip_a/1", "ip_b/1"]
+    assert param_name("conv.1", 0) == "conv%2E1/0" and param_name("a%b", 2) == "a%25b/2"
+    assert module.param_specs["conv%2E1/1"] == (2.0, 0.0)
+    assert module.param_specs["ip_a/0"] == (1.0, 1.0)
+    assert not module.get_parameter("ip_a/1").requires_grad  # lr_mult 0: Caffe computes no diff
+    assert module.get_parameter("ip_b/1").requires_grad
+    net = module.net
+    for (_, p, spec), blob, lr, decay in zip(module.named_caffe_params(), net.learnable_params, net.params_lr,
+                                                 net.params_weight_decay):
+        np.testing.assert_array_equal(numpy_of(p), blob.data)
+        assert spec == (lr, decay)
+
+
+def test_total_loss_and_gradients_equal_caffelite(proto):
+    caffelite.set_random_seed(3)
+    net = caffelite.Net(proto, caffelite.TRAIN)
+    module = CaffeNet(net)
+    inputs = _inputs()
+    out = module(**inputs)
+    assert list(out) == net.outputs == ["acc", "aux", "loss"]
+    loss = module.total_loss(out)
+    for k, v in inputs.items():
+        net.blobs[k].data[...] = v
+    ref = net.forward_from_to()
+    net.backward()
+    np.testing.assert_allclose(loss.item(), ref, rtol=1e-5)
+    np.testing.assert_allclose(loss.item(), 0.5 * out["loss"].item() + 2 * out["aux"].item(), rtol=1e-6)
+    loss.backward()
+    for (name, p, _), blob in zip(module.named_caffe_params(), net.learnable_params):
+        ref_diff = blob.diff if p.requires_grad else np.zeros(blob.shape)
+        got = np.zeros(blob.shape) if p.grad is None else numpy_of(p.grad)
+        np.testing.assert_allclose(got, ref_diff, rtol=1e-4, atol=1e-6, err_msg=name)
+
+
+def test_propagate_down_false_detaches_that_bottom(proto):
+    module = CaffeNet(proto, phase=caffelite.TRAIN)
+    trace = module.trace(**_inputs())
+    (g,) = torch.autograd.grad(trace.data["aux"], [module.get_parameter("ip_b/1")], allow_unused=True)
+    assert g is None  # b reaches aux only through propagate_down: false
+    (g,) = torch.autograd.grad(trace.data["aux"], [module.get_parameter("ip_a/0")])
+    assert torch.count_nonzero(g) > 0
+
+
+def test_any_batch_size_and_requested_blobs(proto):
+    module = CaffeNet(proto)
+    out = module(blobs=["pool", "conv"], **_inputs(batch=7))
+    assert list(out) == ["acc", "aux", "loss", "pool", "conv"]
+    assert tuple(out["pool"].shape) == (7, 5, 2, 2)
+    assert out["conv"].min().item() >= 0  # the in-place ReLU's output
+
+
+def test_input_errors_are_typed(proto):
+    module = CaffeNet(proto)
+    with pytest.raises(caffelite.NetError, match="Unknown input blob"):
+        module(data=np.zeros((1, 3, 6, 6)), label=np.zeros(1), extra=np.zeros(1))
+    with pytest.raises(caffelite.NetError, match="Missing input blob"):
+        module(data=np.zeros((1, 3, 6, 6)))
+    with pytest.raises(caffelite.LabelError, match="label value 9"):
+        module(data=np.zeros((2, 3, 6, 6)), label=np.array([0, 9]))
+
+
+def test_caffemodel_round_trip(proto, tmp_path):
+    module = CaffeNet(proto)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(1.0)
+    path = str(tmp_path / "w.caffemodel")
+    module.save_caffemodel(path)
+    net = caffelite.Net(proto, path, caffelite.TEST)  # caffelite reads Caffe's binary format
+    for (name, p, _), blob in zip(module.named_caffe_params(), net.learnable_params):
+        np.testing.assert_array_equal(numpy_of(p), blob.data, err_msg=name)
+    other = CaffeNet(proto)
+    other.load_caffemodel(path)
+    for (_, p, _), (_, q, _) in zip(module.named_caffe_params(), other.named_caffe_params()):
+        assert torch.equal(p, q)
+    again = CaffeNet(proto, weights=path)
+    assert torch.equal(again.get_parameter("ip_b/1"), module.get_parameter("ip_b/1"))
+
+
+def test_data_layer_runs_caffelites_layer_unless_its_tops_are_given(tmp_path):
+    path = tmp_path / "net.prototxt"
+    path.write_text("""
+        layer { name: "d" type: "DummyData" top: "x"
+                dummy_data_param { shape { dim: 2 dim: 3 } data_filler { type: "constant" value: 1.5 } } }
+        layer { name: "s" type: "Power" bottom: "x" top: "y" power_param { scale: 2 } }""")
+    module = CaffeNet(str(path))
+    assert module.inputs == ["x"]
+    np.testing.assert_array_equal(numpy_of(module()["y"]), np.full((2, 3), 3.0))
+    np.testing.assert_array_equal(numpy_of(module(x=np.ones((5, 3)))["y"]), np.full((5, 3), 2.0))
+
+
+def test_every_stock_layer_has_a_torch_op():
+    """Only data layers, Python and HDF5Output (files or user code, not maths) run caffelite's NumPy layer."""
+    from caffelite.layer import layer_type_list
+    from caffelite.torch import DATA_LAYER_TYPES
+
+    missing = set(layer_type_list()) - set(OPS) - set(DATA_LAYER_TYPES) - {"Input"}
+    assert missing == set(NUMPY_LAYER_TYPES)
+
+
+def test_golden_nets_use_torch_ops_except_python_layers():
+    from tests.golden_runner import GOLDEN, case_names, in_case_folder
+
+    for name in case_names("layers"):
+        folder = os.path.join(GOLDEN, "layers", name)
+        with in_case_folder(folder):
+            module = CaffeNet(os.path.join(folder, "net.prototxt"))
+        bridged = [st.type for st in module._steps if isinstance(st.fn, NumpyLayerRunner)]
+        assert set(bridged) <= {"Python"}, name
+
+
+def test_train_phase_randomness_keeps_caffes_law(tmp_path):
+    path = tmp_path / "net.prototxt"
+    path.write_text("""
+        layer { name: "x" type: "Input" top: "x" input_param { shape { dim: 2 dim: 3 dim: 8 dim: 8 } } }
+        layer { name: "drop" type: "Dropout" bottom: "x" top: "d" dropout_param { dropout_ratio: 0.25 } }
+        layer { name: "pool" type: "Pooling" bottom: "x" top: "p"
+                pooling_param { pool: STOCHASTIC kernel_size: 3 stride: 2 } }""")
+    module = CaffeNet(str(path), phase=caffelite.TRAIN)
+    x = torch.rand(2, 3, 8, 8) + 0.1
+    out = module(x=x)
+    d = out["d"]
+    assert torch.all((d == 0) | torch.isclose(d, x / 0.75))
+    p = out["p"]
+    windows = torch.nn.functional.unfold(torch.nn.functional.pad(x, (0, 1, 0, 1)), 3, stride=2).reshape(2, 3, 9, 4, 4)
+    assert torch.all((windows == p[:, :, None]).any(dim=2))  # every output is one of its window's values
+
+
+def test_missing_torch_names_the_extra():
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "try:\n    import caffelite.torch\nexcept ImportError as e:\n    print(type(e).__name__, e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.startswith("MissingDependencyError") and "caffelite[torch]" in out

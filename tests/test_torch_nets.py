@@ -1,0 +1,178 @@
+"""Whole nets on caffelite.torch.CaffeNet against caffelite's own Net, random He-scaled weights.
+
+- Forward: every corpus net BVLC Caffe could build (tests/corpus/caffe_shapes.json; all deploy nets
+  with Input layers) at batch 1: every blob within 1e-4 of caffelite's.
+- Backward: LeNet (TRAIN), CIFAR10-full with BatchNorm (TRAIN: batch statistics, moving averages),
+  GoogLeNet (its three losses) and ResNet-50 at batch 2 or 1, data layers turned into inputs:
+  every parameter's diff and every blob's diff within 1e-4, BatchNorm's updated statistics too.
+
+On a GPU machine ``pytest -m cuda tests/test_torch_golden.py tests/test_torch_nets.py`` runs them on CUDA.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch", reason="torch is not installed (pip install caffelite[torch])")
+
+import caffelite  # noqa: E402
+from caffelite.torch import DATA_LAYER_TYPES, CaffeNet  # noqa: E402
+from caffelite.torch._caffelite import caffe_pb2, filter_net, read_net_param  # noqa: E402
+from tests.torch_support import DEVICES, close, numpy_of, torch, use_device  # noqa: E402
+
+CORPUS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
+with open(os.path.join(CORPUS, "caffe_shapes.json")) as f:
+    SHAPES = json.load(f)
+BUILT = sorted(k for k, v in SHAPES.items() if "caffe_error" not in v)
+
+
+def he_weights(net, seed: int = 0) -> None:
+    """Random weights: He-scaled normal weights, small biases, BatchNorm statistics of a plausible
+    scale (mean ~ 0.1, variance in [0.5, 1.5], scale factor 1), Scale layers around 1."""
+    rng = np.random.default_rng(seed)
+    for layer in net.layers:
+        kind = layer.layer_param.type
+        for i, blob in enumerate(layer.blobs):
+            shape = blob.shape
+            if kind == "BatchNorm":
+                values = [rng.normal(0, 0.1, shape), rng.uniform(0.5, 1.5, shape), np.ones(shape)][i]
+            elif kind == "Scale" and i == 0:
+                values = rng.uniform(0.5, 1.5, shape)
+            elif len(shape) >= 2:
+                fan_in = int(np.prod(shape[1:]))
+                values = rng.normal(0, np.sqrt(2.0 / fan_in), shape)
+            else:
+                values = rng.normal(0, 0.1, shape)
+            blob.data[...] = values
+
+
+def data_as_inputs(path: str, shapes: dict[str, tuple]) -> caffe_pb2.NetParameter:
+    """The net with every data layer (no bottoms) replaced by an Input layer of the given top shapes."""
+    param = read_net_param(path)
+    out = caffe_pb2.NetParameter()
+    out.CopyFrom(param)
+    del out.layer[:]
+    for lp in param.layer:
+        new = out.layer.add()
+        new.CopyFrom(lp)
+        if not lp.bottom and lp.type in DATA_LAYER_TYPES:
+            new.Clear()
+            new.name, new.type = lp.name, "Input"
+            new.top.extend(lp.top)
+            new.include.extend(lp.include)
+            new.exclude.extend(lp.exclude)
+            for top in lp.top:
+                new.input_param.shape.add().dim.extend(shapes[top])
+    return out
+
+
+def random_inputs(net, rng, labels: int | None = None) -> dict:
+    inputs = {}
+    for name in net.inputs:
+        shape = net.blobs[name].shape
+        if name.startswith("label"):
+            inputs[name] = rng.integers(0, labels, size=shape).astype(np.float32)
+        else:
+            inputs[name] = rng.normal(size=shape).astype(np.float32)
+    return inputs
+
+
+def compare_forward(net, module, inputs, device) -> list[str]:
+    for name, value in inputs.items():
+        net.blobs[name].reshape(*value.shape)
+        net.blobs[name].data[...] = value
+    net.reshape()
+    net.forward()
+    trace = module.trace(**{k: torch.tensor(v, device=device) for k, v in inputs.items()})
+    bad = []
+    for name, blob in net.blobs.items():
+        err = close(blob.data.astype(np.float64), numpy_of(trace.data[name]), 1e-4)
+        if err:
+            bad.append("%s: %s" % (name, err))
+    return bad
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("rel", BUILT)
+def test_corpus_net_forward_equals_caffelite(rel, device):
+    dev = use_device(device)
+    net = caffelite.Net(os.path.join(CORPUS, rel), caffelite.TEST)
+    he_weights(net)
+    module = CaffeNet(net).to(dev)
+    rng = np.random.default_rng(1)
+    inputs = {n: rng.normal(size=(1,) + tuple(net.blobs[n].shape[1:])).astype(np.float32) for n in net.inputs}
+    with torch.no_grad():
+        bad = compare_forward(net, module, inputs, dev)
+    assert not bad, "; ".join(bad)
+
+
+BACKWARD_NETS = {
+    "lenet": ("BVLC__caffe/examples/mnist/lenet_train_test.prototxt", caffelite.TRAIN,
+              {"data": (2, 1, 28, 28), "label": (2,)}, 10),
+    "cifar10_full_bn": ("BVLC__caffe/examples/cifar10/cifar10_full_sigmoid_train_test_bn.prototxt", caffelite.TRAIN,
+                        {"data": (2, 3, 32, 32), "label": (2,)}, 10),
+    "googlenet": ("BVLC__caffe/models/bvlc_googlenet/train_val.prototxt", caffelite.TEST,
+                  {"data": (1, 3, 224, 224), "label": (1,)}, 1000),
+    "resnet50": ("KaimingHe__deep-residual-networks/prototxt/ResNet-50-deploy.prototxt", caffelite.TEST, {}, None),
+}
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("name", sorted(BACKWARD_NETS))
+def test_net_backward_equals_caffelite(name, device):
+    """Caffe's backward (loss weights; random top diffs on outputs without one) against autograd's."""
+    dev = use_device(device)
+    rel, phase, shapes, classes = BACKWARD_NETS[name]
+    param = data_as_inputs(os.path.join(CORPUS, rel), shapes)
+    param.force_backward = True  # the input's diff is compared too
+    param.state.phase = phase
+    if not shapes:  # a deploy net: batch 1
+        param = filter_net(param)
+        for lp in param.layer:
+            if lp.type == "Input":
+                for shape in lp.input_param.shape:
+                    shape.dim[0] = 1
+    net = caffelite.Net(param, phase)
+    he_weights(net)
+    module = CaffeNet(net).to(dev)  # copies the weights and BatchNorm statistics before caffelite runs
+    rng = np.random.default_rng(2)
+    inputs = random_inputs(net, rng, classes)
+    seeds = {n: rng.normal(size=net.blobs[n].shape).astype(np.float32)
+             for n in net.outputs if not net.blob_loss_weights[n]}
+
+    for k, v in inputs.items():
+        net.blobs[k].data[...] = v
+    net.forward()
+    for k, v in seeds.items():
+        net.blobs[k].diff[...] = v
+    net.backward()
+
+    trace = module.trace(**{k: torch.tensor(v, device=dev, requires_grad=bool(net.blob_need_backward[k]))
+                            for k, v in inputs.items()})
+    total = module.total_loss(trace.data)
+    for k, v in seeds.items():
+        total = total + (trace.data[k] * torch.tensor(v, device=dev)).sum()
+    names = [n for n in net.blobs if trace.source[n].requires_grad]
+    params = module.named_caffe_params()
+    grads = torch.autograd.grad(total, [trace.source[n] for n in names] + [p for _, p, _ in params],
+                                allow_unused=True)
+    bad = []
+
+    def check(what, ref, got):
+        err = close(np.asarray(ref, np.float64), got, 1e-4)
+        if err:
+            bad.append("%s: %s" % (what, err))
+
+    for n, g in zip(names, grads):
+        check("diff " + n, net.blobs[n].diff, np.zeros(net.blobs[n].shape) if g is None else numpy_of(g))
+    owners = module._owner_blob
+    for (pname, p, _), blob, g in zip(params, owners, grads[len(names):]):
+        check("param diff " + pname, blob.diff, np.zeros(blob.shape) if g is None else numpy_of(g))
+        check("param data " + pname, blob.data, numpy_of(p))  # BatchNorm's moving averages
+    for n in net.blobs:
+        check("data " + n, net.blobs[n].data, numpy_of(trace.data[n]))
+    assert not bad, "; ".join(bad[:10])
