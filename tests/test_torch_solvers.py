@@ -107,3 +107,31 @@ def test_solver_param_accepts_a_message_and_upgrades_it():
     assert param.type == "Adam" and path is None and old.type != "Adam"
     opt = solver(old, torch.nn.Linear(2, 2))
     assert len(opt.history()) == 4 and opt.param_groups[0]["lr_mult"] == 1.0
+
+
+@pytest.mark.parametrize("policy", ['lr_policy: "step" gamma: 0.5 stepsize: 3',
+                                    'lr_policy: "multistep" gamma: 0.3 stepvalue: 2 stepvalue: 5',
+                                    'lr_policy: "poly" power: 2 max_iter: 10'])
+def test_caffe_lr_for_torch_optimizers(policy):
+    from google.protobuf import text_format
+
+    from caffelite.torch.solvers import CaffeLR
+
+    param = text_format.Parse("base_lr: 0.1 " + policy, caffe_pb2.SolverParameter())
+    w = torch.nn.Parameter(torch.zeros(2))
+    opt = torch.optim.SGD([{"params": [w], "lr_mult": 2.0}], lr=1.0)
+    schedule = CaffeLR(opt, param)
+    current = 0
+    for it in range(8):
+        want, current = learning_rate(param, it, current)
+        assert opt.param_groups[0]["lr"] == pytest.approx(2 * want, rel=1e-6)
+        opt.step()
+        schedule.step()
+
+
+def test_caffe_lr_refuses_a_bad_policy():
+    from caffelite.torch.solvers import CaffeLR
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=1.0)
+    with pytest.raises(SolverError, match="stepsize must be > 0"):
+        CaffeLR(opt, caffe_pb2.SolverParameter(base_lr=0.1, lr_policy="step"))

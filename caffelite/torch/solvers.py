@@ -26,6 +26,8 @@ A training loop::
             net.total_loss(net(**inputs)).backward()
         opt.step()
 
+For torch's own optimizers, :class:`CaffeLR` is Caffe's ``lr_policy`` as an ``LRScheduler``.
+
 Scalars are rounded to float32 as Caffe's ``Dtype`` rounds them, and ``y = a x + b y`` is computed as
 ``caffe_cpu_axpby`` (scale, then add), so the updates follow caffelite's NumPy solvers to the last bits.
 """
@@ -45,7 +47,7 @@ from caffelite.proto import caffe_pb2
 from caffelite.protoio import read_solver_param
 from caffelite.solvers import _SOLVERS, learning_rate
 
-__all__ = ["CaffeOptimizer", "solver", "solver_param", "param_groups", "HISTORY_SETS"]
+__all__ = ["CaffeOptimizer", "CaffeLR", "solver", "solver_param", "param_groups", "HISTORY_SETS"]
 
 log = logging.getLogger("caffelite.solver")
 F32 = np.float32
@@ -289,6 +291,25 @@ class CaffeOptimizer(torch.optim.Optimizer):
         update = torch.sqrt(v).add_(float(F32(self.param.delta)))
         torch.div(m, update, out=update)
         torch.mul(update, float(local_rate * correction), out=g)
+
+
+class CaffeLR(torch.optim.lr_scheduler.LRScheduler):
+    r"""Caffe's ``lr_policy`` for any torch optimizer: group lr = :math:`\mathrm{policy}(it)` × the group's
+    ``lr_mult`` (1 when it has none), with ``it`` counted by ``step()`` as Caffe's ``iter``.
+
+    :class:`CaffeOptimizer` applies the policy itself; this is for torch's own optimizers
+    (``torch.optim.SGD`` has the other momentum form, so the numbers are then not Caffe's).
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, solver_param_or_path, last_epoch: int = -1):
+        self.param, _ = solver_param(solver_param_or_path)
+        self.current_step = 0
+        learning_rate(self.param, 0)  # the policy's own checks, before torch calls get_lr
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self) -> list[float]:
+        rate, self.current_step = learning_rate(self.param, max(self.last_epoch, 0), self.current_step)
+        return [float(F32(rate) * F32(g.get("lr_mult", 1.0))) for g in self.optimizer.param_groups]
 
 
 def solver(solver_param_or_path, module: torch.nn.Module) -> CaffeOptimizer:
