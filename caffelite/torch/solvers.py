@@ -45,19 +45,32 @@ import torch
 from caffelite.errors import FileFormatError, SolverError
 from caffelite.proto import caffe_pb2
 from caffelite.protoio import read_solver_param
-from caffelite.solvers import _SOLVERS, learning_rate
+from caffelite.solvers import (
+    AdaDeltaSolver,
+    AdaGradSolver,
+    AdamSolver,
+    NesterovSolver,
+    RMSPropSolver,
+    SGDSolver,
+    learning_rate,
+    snapshot_prefix_property,
+)
 
 __all__ = ["CaffeOptimizer", "CaffeLR", "solver", "solver_param", "param_groups", "HISTORY_SETS"]
 
 log = logging.getLogger("caffelite.solver")
 F32 = np.float32
 
+# caffelite's solver classes by Caffe type: their checks, and the loop of `train --engine torch`
+SOLVER_CLASSES = {cls.type: cls for cls in (SGDSolver, NesterovSolver, AdaGradSolver, RMSPropSolver,
+                                            AdaDeltaSolver, AdamSolver)}
 # history blobs per learnable parameter, in Caffe's SolverState order (all of set 0, then all of set 1)
-HISTORY_SETS = {"SGD": 1, "Nesterov": 1, "AdaGrad": 1, "RMSProp": 1, "AdaDelta": 2, "Adam": 2}
+HISTORY_SETS = {name: cls.history_sets for name, cls in SOLVER_CLASSES.items()}
 
 
 def solver_param(source) -> tuple[caffe_pb2.SolverParameter, str | None]:
-    """A SolverParameter (copied and upgraded) or a solver file's path → (param, path or None)."""
+    """A SolverParameter (copied and upgraded) or a solver file's path → (param, path or None); as in
+    caffelite's ``get_solver``, a file's ``snapshot_prefix`` defaults to its path without the extension."""
     if isinstance(source, caffe_pb2.SolverParameter):
         from caffelite.upgrade import upgrade_solver_as_needed
 
@@ -66,14 +79,16 @@ def solver_param(source) -> tuple[caffe_pb2.SolverParameter, str | None]:
         upgrade_solver_as_needed(param, None)
         return param, None
     path = os.fspath(source)
-    return read_solver_param(path), path
+    param = read_solver_param(path)
+    snapshot_prefix_property(param, path)
+    return param, path
 
 
 def check_solver_param(param: caffe_pb2.SolverParameter, source: str | None = None) -> None:
     """The checks caffelite's NumPy solver makes (same messages): type, lr_policy, regularization,
     iter_size, and the rule's own (momentum with AdaGrad/RMSProp, rms_decay)."""
-    cls = _SOLVERS.get(param.type)
-    if cls is None or param.type not in HISTORY_SETS:
+    cls = SOLVER_CLASSES.get(param.type)
+    if cls is None:
         raise SolverError("Unknown solver type: %s (known types: %s)" % (param.type, ", ".join(HISTORY_SETS)),
                           file=source, field="type")
     probe = cls.__new__(cls)  # the checks only read param, file and iter: no net needed

@@ -28,9 +28,8 @@ import numpy as np
 import torch
 
 from caffelite.errors import SolverError
-from caffelite.solvers import _SOLVERS
 from caffelite.torch.distributed import agree_action, gpu_ids, init_worker, launch, split_records, world
-from caffelite.torch.solvers import CaffeOptimizer, param_groups
+from caffelite.torch.solvers import SOLVER_CLASSES, CaffeOptimizer, param_groups, solver_param
 
 __all__ = ["TorchSolverMixin", "TorchNet", "get_solver", "create_solver", "resolve_device", "run"]
 
@@ -263,9 +262,9 @@ class TorchSolverMixin:
 
 def create_solver(param, source: str | None = None, device="cpu", rank: int = 0, size: int = 1):
     """caffelite's solver of ``param.type`` running on torch (see the module docstring)."""
-    cls = _SOLVERS.get(param.type)
+    cls = SOLVER_CLASSES.get(param.type)
     if cls is None:
-        raise SolverError("Unknown solver type: %s (known types: %s)" % (param.type, ", ".join(sorted(_SOLVERS))),
+        raise SolverError("Unknown solver type: %s (known types: %s)" % (param.type, ", ".join(SOLVER_CLASSES)),
                           file=source, field="type")
     torch_cls = type("Torch" + cls.__name__, (TorchSolverMixin, cls), {})
     return torch_cls(param, source, device=torch.device(device), rank=rank, size=size)
@@ -273,9 +272,7 @@ def create_solver(param, source: str | None = None, device="cpu", rank: int = 0,
 
 def get_solver(source, device="cpu"):
     """pycaffe's ``caffe.get_solver`` on torch: a solver file or SolverParameter, nets on ``device``."""
-    from caffelite.solvers import _solver_param
-
-    param, path = _solver_param(source)
+    param, path = solver_param(source)
     return create_solver(param, path, device)
 
 
