@@ -239,11 +239,8 @@ class CaffeOptimizer(torch.optim.Optimizer):
                 g = w.grad
                 if p.iter_size != 1:  # Normalize
                     g.mul_(float(F32(1.0 / p.iter_size)))
-                if local_decay:  # Regularize
-                    term = torch.sign(w) if p.regularization_type == "L1" else w * float(local_decay)
-                    if p.regularization_type == "L1":
-                        term.mul_(float(local_decay))
-                    g.add_(term)
+                if local_decay:  # Regularize: caffe_axpy(local_decay, w or sign(w), g)
+                    g.add_(torch.sign(w) if p.regularization_type == "L1" else w, alpha=float(local_decay))
                 self._rule(w, g, self.state[w]["history"], local_rate)
                 w.sub_(g)  # Net::Update
         self.iter += 1
@@ -258,9 +255,7 @@ class CaffeOptimizer(torch.optim.Optimizer):
 
     def _update_sgd(self, w, g, hist, local_rate) -> None:
         h = hist[0]
-        h.mul_(float(F32(self.param.momentum)))
-        g.mul_(float(local_rate))
-        h.add_(g)
+        h.mul_(float(F32(self.param.momentum))).add_(g, alpha=float(local_rate))  # caffe_cpu_axpby
         g.copy_(h)
 
     def _update_nesterov(self, w, g, hist, local_rate) -> None:
