@@ -319,3 +319,27 @@ def test_pycaffe_surface_of_the_torch_solver(tmp_path, monkeypatch):
     solver.step(1)
     assert solver.net.params["ip1"][0].diff.shape == (10, 128) and np.any(solver.net.params["ip1"][0].diff != 0)
     assert solver.net.blobs["loss"].data.shape == () and "data" in solver.net.blobs
+
+
+def test_snapshot_diff_writes_the_last_update(tmp_path, monkeypatch):
+    """snapshot_diff: the .caffemodel holds the diffs as the last update left them, on both engines."""
+    monkeypatch.chdir(tmp_path)
+    from tests.test_solvers import _write_solver
+
+    x, y = _digits()
+    written = {}
+    for engine in ("numpy", "torch"):
+        _write_solver(tmp_path, 'base_lr: 0.05 momentum: 0.9 lr_policy: "fixed" snapshot_diff: true '
+                                'snapshot_prefix: "%s"' % engine)
+        solver = _engine_solver(engine)
+        solver.net.copy_from(str(GOLDEN / "init.caffemodel"))
+        for it in range(2):
+            _feed(solver, x, y, it, 16)
+            solver.step(1)
+        solver.snapshot()
+        net = caffe_pb2.NetParameter.FromString(Path("%s_iter_2.caffemodel" % engine).read_bytes())
+        written[engine] = {layer.name: np.array(layer.blobs[0].diff) for layer in net.layer if layer.blobs}
+    assert set(written["torch"]) == {"conv1", "ip1"}
+    for name, want in written["numpy"].items():
+        assert np.any(want != 0)
+        np.testing.assert_allclose(written["torch"][name], want, rtol=1e-5, atol=1e-7)

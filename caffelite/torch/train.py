@@ -244,6 +244,9 @@ class TorchSolverMixin:
             return None
         tnet = self.net
         self.net = tnet.module.sync_to_net()
+        if self.param.snapshot_diff:  # Caffe writes the diffs as ApplyUpdate left them: the last update
+            for blob, (_, p, _) in zip(self.net.learnable_params, tnet.module.named_caffe_params()):
+                blob.diff[...] = 0 if p.grad is None else p.grad.detach().cpu().numpy().reshape(blob.shape)
         try:
             return super().snapshot()
         finally:
