@@ -343,3 +343,18 @@ def test_snapshot_diff_writes_the_last_update(tmp_path, monkeypatch):
     for name, want in written["numpy"].items():
         assert np.any(want != 0)
         np.testing.assert_allclose(written["torch"][name], want, rtol=1e-5, atol=1e-7)
+
+
+def test_gpu_flag_parsing():
+    from caffelite.errors import SolverError
+    from caffelite.torch.distributed import gpu_ids
+
+    assert gpu_ids("0,1") == [0, 1] and gpu_ids("2") == [2]
+    for bad in ("a,b", "0,0", "-1", ""):
+        with pytest.raises(SolverError, match="--gpu takes"):
+            gpu_ids(bad)
+    if not torch.cuda.is_available():
+        with pytest.raises(SolverError, match="no CUDA device"):
+            gpu_ids("all")
+    else:
+        assert gpu_ids("all") == list(range(torch.cuda.device_count()))
