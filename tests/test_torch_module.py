@@ -196,3 +196,30 @@ def test_missing_torch_names_the_extra():
             "try:\n    import caffelite.torch\nexcept ImportError as e:\n    print(type(e).__name__, e)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.startswith("MissingDependencyError") and "caffelite[torch]" in out
+
+
+def test_a_torch_shape_error_names_the_layer_and_its_bottoms(proto):
+    module = CaffeNet(proto)
+    with pytest.raises(caffelite.LayerError) as err:
+        module(data=np.zeros((2, 4, 6, 6)), label=np.zeros(2))  # 4 channels, the weights expect 3
+    assert err.value.layer == "conv.1" and "data [2, 4, 6, 6]" in str(err.value)
+
+
+def test_sink_layers_run_caffelites_layer(tmp_path):
+    pytest.importorskip("h5py")
+    import h5py
+
+    path = tmp_path / "net.prototxt"
+    out = tmp_path / "out.h5"
+    path.write_text("""
+        layer { name: "x" type: "Input" top: "x" top: "y" input_param { shape { dim: 2 dim: 3 } shape { dim: 2 } } }
+        layer { name: "w" type: "HDF5Output" bottom: "x" bottom: "y" hdf5_output_param { file_name: "%s" } }
+        """ % out)
+    module = CaffeNet(str(path))
+    assert module(x=np.ones((2, 3)), y=np.arange(2.0)) == {}
+    del module
+    import gc
+
+    gc.collect()
+    with h5py.File(out, "r") as f:
+        np.testing.assert_array_equal(f["data"][...].reshape(2, 3), np.ones((2, 3)))  # Caffe writes 4-D

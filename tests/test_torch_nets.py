@@ -21,7 +21,7 @@ pytest.importorskip("torch", reason="torch is not installed (pip install caffeli
 
 import caffelite  # noqa: E402
 from caffelite.torch import DATA_LAYER_TYPES, CaffeNet  # noqa: E402
-from caffelite.torch._caffelite import caffe_pb2, filter_net, read_net_param  # noqa: E402
+from caffelite.torch._caffelite import caffe_pb2, read_net_param  # noqa: E402
 from tests.torch_support import DEVICES, close, numpy_of, torch, use_device  # noqa: E402
 
 CORPUS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
@@ -38,15 +38,15 @@ def he_weights(net, seed: int = 0) -> None:
         kind = layer.layer_param.type
         for i, blob in enumerate(layer.blobs):
             shape = blob.shape
+            normal = rng.standard_normal(shape, dtype=np.float32)  # float32: VGG's 138M weights in a second
             if kind == "BatchNorm":
-                values = [rng.normal(0, 0.1, shape), rng.uniform(0.5, 1.5, shape), np.ones(shape)][i]
+                values = [normal * 0.1, rng.uniform(0.5, 1.5, shape), np.ones(shape)][i]
             elif kind == "Scale" and i == 0:
                 values = rng.uniform(0.5, 1.5, shape)
             elif len(shape) >= 2:
-                fan_in = int(np.prod(shape[1:]))
-                values = rng.normal(0, np.sqrt(2.0 / fan_in), shape)
+                values = normal * np.float32(np.sqrt(2.0 / np.prod(shape[1:])))
             else:
-                values = rng.normal(0, 0.1, shape)
+                values = normal * 0.1
             blob.data[...] = values
 
 
@@ -96,15 +96,34 @@ def compare_forward(net, module, inputs, device) -> list[str]:
     return bad
 
 
+# The dilation nets' 900 x 900 and 1396 x 1396 inputs take minutes in NumPy, FCN-8s's 500 x 500 (padded by 100)
+# tens of seconds: these fully convolutional nets build the same layers on smaller images.
+SPATIAL = {"fyu__dilation/models/dilation8_pascal_voc_deploy.prototxt": 420,
+           "shelhamer__fcn.berkeleyvision.org/voc-fcn8s/deploy.prototxt": 128,
+           "fyu__dilation/models/dilation10_cityscapes_deploy.prototxt": 420}
+
+
+def at_batch_one(path: str, spatial: int | None = None) -> caffe_pb2.NetParameter:
+    """The net with its Input shapes at batch 1 (and ``spatial`` x ``spatial`` images when given)."""
+    param = read_net_param(path)
+    for lp in param.layer:
+        if lp.type == "Input":
+            for shape in lp.input_param.shape:
+                shape.dim[0] = 1
+                if spatial and len(shape.dim) == 4:
+                    shape.dim[2] = shape.dim[3] = spatial
+    return param
+
+
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("rel", BUILT)
 def test_corpus_net_forward_equals_caffelite(rel, device):
     dev = use_device(device)
-    net = caffelite.Net(os.path.join(CORPUS, rel), caffelite.TEST)
+    net = caffelite.Net(at_batch_one(os.path.join(CORPUS, rel), SPATIAL.get(rel)), caffelite.TEST)
     he_weights(net)
     module = CaffeNet(net).to(dev)
     rng = np.random.default_rng(1)
-    inputs = {n: rng.normal(size=(1,) + tuple(net.blobs[n].shape[1:])).astype(np.float32) for n in net.inputs}
+    inputs = {n: rng.normal(size=net.blobs[n].shape).astype(np.float32) for n in net.inputs}
     with torch.no_grad():
         bad = compare_forward(net, module, inputs, dev)
     assert not bad, "; ".join(bad)
@@ -128,14 +147,10 @@ def test_net_backward_equals_caffelite(name, device):
     dev = use_device(device)
     rel, phase, shapes, classes = BACKWARD_NETS[name]
     param = data_as_inputs(os.path.join(CORPUS, rel), shapes)
+    if not shapes:  # a deploy net: batch 1
+        param = at_batch_one(os.path.join(CORPUS, rel))
     param.force_backward = True  # the input's diff is compared too
     param.state.phase = phase
-    if not shapes:  # a deploy net: batch 1
-        param = filter_net(param)
-        for lp in param.layer:
-            if lp.type == "Input":
-                for shape in lp.input_param.shape:
-                    shape.dim[0] = 1
     net = caffelite.Net(param, phase)
     he_weights(net)
     module = CaffeNet(net).to(dev)  # copies the weights and BatchNorm statistics before caffelite runs
