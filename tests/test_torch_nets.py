@@ -4,7 +4,8 @@
   with Input layers) at batch 1: every blob within 1e-4 of caffelite's.
 - Backward: LeNet (TRAIN), CIFAR10-full with BatchNorm (TRAIN: batch statistics, moving averages),
   GoogLeNet (its three losses) and ResNet-50 at batch 2 or 1, data layers turned into inputs:
-  every parameter's diff and every blob's diff within 1e-4, BatchNorm's updated statistics too.
+  every parameter's diff and every blob's diff within 1e-4 (GoogLeNet: see the near-ties note below),
+  BatchNorm's updated statistics too.
 
 On a GPU machine ``pytest -m cuda tests/test_torch_golden.py tests/test_torch_nets.py`` runs them on CUDA.
 """
@@ -129,14 +130,15 @@ def test_corpus_net_forward_equals_caffelite(rel, device):
     assert not bad, "; ".join(bad)
 
 
-BACKWARD_NETS = {
+BACKWARD_NETS = {  # name: (corpus file, phase, data shapes, classes, near-tie allowance)
     "lenet": ("BVLC__caffe/examples/mnist/lenet_train_test.prototxt", caffelite.TRAIN,
-              {"data": (2, 1, 28, 28), "label": (2,)}, 10),
+              {"data": (2, 1, 28, 28), "label": (2,)}, 10, False),
     "cifar10_full_bn": ("BVLC__caffe/examples/cifar10/cifar10_full_sigmoid_train_test_bn.prototxt", caffelite.TRAIN,
-                        {"data": (2, 3, 32, 32), "label": (2,)}, 10),
+                        {"data": (2, 3, 32, 32), "label": (2,)}, 10, False),
     "googlenet": ("BVLC__caffe/models/bvlc_googlenet/train_val.prototxt", caffelite.TEST,
-                  {"data": (1, 3, 224, 224), "label": (1,)}, 1000),
-    "resnet50": ("KaimingHe__deep-residual-networks/prototxt/ResNet-50-deploy.prototxt", caffelite.TEST, {}, None),
+                  {"data": (1, 3, 224, 224), "label": (1,)}, 1000, True),
+    "resnet50": ("KaimingHe__deep-residual-networks/prototxt/ResNet-50-deploy.prototxt", caffelite.TEST, {}, None,
+                 False),
 }
 
 
@@ -145,7 +147,7 @@ BACKWARD_NETS = {
 def test_net_backward_equals_caffelite(name, device):
     """Caffe's backward (loss weights; random top diffs on outputs without one) against autograd's."""
     dev = use_device(device)
-    rel, phase, shapes, classes = BACKWARD_NETS[name]
+    rel, phase, shapes, classes, near_ties = BACKWARD_NETS[name]
     param = data_as_inputs(os.path.join(CORPUS, rel), shapes)
     if not shapes:  # a deploy net: batch 1
         param = at_batch_one(os.path.join(CORPUS, rel))
@@ -177,16 +179,31 @@ def test_net_backward_equals_caffelite(name, device):
                                 allow_unused=True)
     bad = []
 
-    def check(what, ref, got):
-        err = close(np.asarray(ref, np.float64), got, 1e-4)
+    def check(what, ref, got, outliers=0, norm_rtol=0.0):
+        ref = np.asarray(ref, np.float64)
+        err = close(ref, got, 1e-4)
+        if err and outliers:
+            scale = max(1.0, float(np.abs(ref).max()))
+            if np.count_nonzero(np.abs(got - ref) > 1e-4 * (np.abs(ref) + scale)) <= outliers:
+                err = None
+        if err and norm_rtol and np.linalg.norm(got - ref) <= norm_rtol * np.linalg.norm(ref):
+            err = None
         if err:
             bad.append("%s: %s" % (what, err))
 
+    # Near-ties: two values of a max-pooling window within float32 rounding of each other may order
+    # differently in caffelite's and torch's forward (their convolutions round differently), and the gradient
+    # goes to the other one.  GoogLeNet's random nets meet a few per blob (a wrong rule would move thousands):
+    # there each blob diff may have 0.01% outliers, and each parameter diff, which sums those moved
+    # gradients, must be within 5e-3 in norm (measured: conv1's 1.7e-3, the others below 5e-4; with other
+    # random weights all within 1e-4 elementwise).  The other nets are compared elementwise within 1e-4.
     for n, g in zip(names, grads):
-        check("diff " + n, net.blobs[n].diff, np.zeros(net.blobs[n].shape) if g is None else numpy_of(g))
+        outliers = max(8, net.blobs[n].count // 10000) if near_ties else 0
+        check("diff " + n, net.blobs[n].diff, np.zeros(net.blobs[n].shape) if g is None else numpy_of(g), outliers)
     owners = module._owner_blob
     for (pname, p, _), blob, g in zip(params, owners, grads[len(names):]):
-        check("param diff " + pname, blob.diff, np.zeros(blob.shape) if g is None else numpy_of(g))
+        check("param diff " + pname, blob.diff, np.zeros(blob.shape) if g is None else numpy_of(g),
+              norm_rtol=5e-3 if near_ties else 0.0)
         check("param data " + pname, blob.data, numpy_of(p))  # BatchNorm's moving averages
     for n in net.blobs:
         check("data " + n, net.blobs[n].data, numpy_of(trace.data[n]))
