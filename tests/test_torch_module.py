@@ -196,3 +196,69 @@ def test_missing_torch_names_the_extra():
             "try:\n    import caffelite.torch\nexcept ImportError as e:\n    print(type(e).__name__, e)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.startswith("MissingDependencyError") and "caffelite[torch]" in out
+
+
+def test_a_torch_shape_error_names_the_layer_and_its_bottoms(proto):
+    module = CaffeNet(proto)
+    with pytest.raises(caffelite.LayerError) as err:
+        module(data=np.zeros((2, 4, 6, 6)), label=np.zeros(2))  # 4 channels, the weights expect 3
+    assert err.value.layer == "conv.1" and "data [2, 4, 6, 6]" in str(err.value)
+
+
+def test_sink_layers_run_caffelites_layer(tmp_path):
+    pytest.importorskip("h5py")
+    import h5py
+
+    path = tmp_path / "net.prototxt"
+    out = tmp_path / "out.h5"
+    path.write_text("""
+        layer { name: "x" type: "Input" top: "x" top: "y" input_param { shape { dim: 2 dim: 3 } shape { dim: 2 } } }
+        layer { name: "w" type: "HDF5Output" bottom: "x" bottom: "y" hdf5_output_param { file_name: "%s" } }
+        """ % out)
+    module = CaffeNet(str(path))
+    assert module(x=np.ones((2, 3)), y=np.arange(2.0)) == {}
+    del module
+    import gc
+
+    gc.collect()
+    with h5py.File(out, "r") as f:
+        np.testing.assert_array_equal(f["data"][...].reshape(2, 3), np.ones((2, 3)))  # Caffe writes 4-D
+
+
+def test_recurrent_layers_equal_caffelite_with_static_input_exposed_and_carried_state(tmp_path):
+    """LSTM with a static input and exposed hidden state, RNN carrying its state across passes."""
+    path = tmp_path / "net.prototxt"
+    path.write_text("""
+        force_backward: true
+        layer { name: "in" type: "Input" top: "x" top: "cont" top: "xs" top: "h0" top: "c0"
+                input_param { shape { dim: 3 dim: 2 dim: 4 } shape { dim: 3 dim: 2 } shape { dim: 2 dim: 5 }
+                              shape { dim: 1 dim: 2 dim: 6 } shape { dim: 1 dim: 2 dim: 6 } } }
+        layer { name: "lstm" type: "LSTM" bottom: "x" bottom: "cont" bottom: "xs" bottom: "h0" bottom: "c0"
+                top: "h" top: "hT" top: "cT"
+                recurrent_param { num_output: 6 expose_hidden: true weight_filler { type: "uniform" min: -0.5 max: 0.5 }
+                                  bias_filler { type: "constant" value: 0.1 } } }
+        layer { name: "rnn" type: "RNN" bottom: "h" bottom: "cont" top: "o"
+                recurrent_param { num_output: 3 weight_filler { type: "uniform" min: -0.5 max: 0.5 } } }
+        """)
+    caffelite.set_random_seed(5)
+    net = caffelite.Net(str(path), caffelite.TRAIN)
+    module = CaffeNet(net)
+    rng = np.random.default_rng(0)
+    for cont in (np.array([[0, 0], [1, 1], [1, 0]]), np.array([[1, 0], [1, 1], [0, 1]])):
+        inputs = {"x": rng.normal(size=(3, 2, 4)), "cont": cont, "xs": rng.normal(size=(2, 5)),
+                  "h0": rng.normal(size=(1, 2, 6)), "c0": rng.normal(size=(1, 2, 6))}
+        for k, v in inputs.items():
+            net.blobs[k].data[...] = v
+        net.forward()
+        out = module(**{k: torch.tensor(v, dtype=torch.float32, requires_grad=k != "cont") for k, v in inputs.items()})
+        for name in ("o", "hT", "cT"):
+            np.testing.assert_allclose(numpy_of(out[name]), net.blobs[name].data, rtol=1e-5, atol=1e-6, err_msg=name)
+    seeds = {n: rng.normal(size=net.blobs[n].shape) for n in ("o", "hT", "cT")}
+    net.clear_param_diffs()
+    for k, v in seeds.items():
+        net.blobs[k].diff[...] = v
+    net.backward()
+    total = sum((out[k] * torch.tensor(v, dtype=torch.float32)).sum() for k, v in seeds.items())
+    total.backward()
+    for (name, p, _), blob in zip(module.named_caffe_params(), net.learnable_params):
+        np.testing.assert_allclose(numpy_of(p.grad), blob.diff, rtol=1e-4, atol=1e-5, err_msg=name)

@@ -34,6 +34,7 @@ from torch import nn
 from caffelite.torch._caffelite import (
     TEST,
     CaffeliteError,
+    LayerError,
     Net,
     NetError,
     ShapeError,
@@ -202,6 +203,13 @@ class CaffeNet(nn.Module):
                     tops = st.fn(xs, params)
             except CaffeliteError as e:
                 raise e.add_context(file=self.net._source, layer=st.name, layer_type=st.type) from None
+            except torch.OutOfMemoryError:
+                raise
+            except (RuntimeError, ValueError, IndexError) as e:  # torch's shape checks: name the layer and inputs
+                raise LayerError("%s: %s (bottoms %s)" % (type(e).__name__, str(e).split("\n")[0],
+                                                          ", ".join("%s %s" % (n, list(x.shape))
+                                                                    for n, x in zip(st.bottoms, xs))),
+                                 file=self.net._source, layer=st.name, layer_type=st.type) from e
             for name, t in zip(st.tops, tops):
                 # a view per top: the top's own node, so its gradient is what its consumers send (Caffe's
                 # top diff), apart from the bottom it may be (Split, identity) or a sibling computed from it

@@ -234,16 +234,19 @@ def batch_norm(layer, bottom, top):
             s = params[2].detach().reshape(-1)[0]
             factor = torch.where(s == 0, torch.zeros_like(s), 1.0 / s)
             mean, var = params[0].detach() * factor, params[1].detach() * factor
+            y = F.batch_norm(v, mean, var, training=False, eps=eps)  # (x - mean) / sqrt(var + eps), fused
         else:
-            mean = v.mean(dim=(0, 2))
-            var = torch.square(v - mean[None, :, None]).mean(dim=(0, 2))
             m = x.numel() // c
-            correction = m / (m - 1) if m > 1 else 1.0
+            if m > 1:
+                y = F.batch_norm(v, None, None, training=True, eps=eps)  # batch statistics (biased variance)
+            else:  # one value per channel: torch refuses, Caffe gives 0
+                y = (v - v.mean(dim=(0, 2), keepdim=True)) / eps ** 0.5
             with torch.no_grad():
+                var, mean = torch.var_mean(v.detach(), dim=(0, 2), correction=0)
+                correction = m / (m - 1) if m > 1 else 1.0
                 params[2].mul_(lam).add_(1.0)
-                params[0].mul_(lam).add_(mean.detach())
-                params[1].mul_(lam).add_(var.detach() * correction)
-        y = (v - mean[None, :, None]) / torch.sqrt(var + eps)[None, :, None]
+                params[0].mul_(lam).add_(mean)
+                params[1].mul_(lam).add_(var * correction)
         return [y.reshape(x.shape)]
     return f
 
@@ -285,11 +288,10 @@ def scale(layer, bottom, top):
         if s.dim() == 0:
             s = s.reshape(1) if x.dim() == 0 else s
         sv = _axis_view(s, x, axis) if s.dim() else s
-        y = x * sv
-        if bias:
-            b = params[1] if not two else params[0]
-            y = y + (_axis_view(b, x, axis) if b.dim() else b)
-        return [y]
+        if not bias:
+            return [x * sv]
+        b = params[1] if not two else params[0]
+        return [torch.addcmul(_axis_view(b, x, axis) if b.dim() else b, x, sv)]  # x * s + b, one pass
     return f
 
 
