@@ -243,7 +243,8 @@ def test_a_killed_rank_stops_the_launcher_and_keeps_the_last_snapshot(tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
 
 
-def test_ctrl_c_stops_every_rank_at_the_same_iteration_with_a_snapshot(tmp_path):
+def test_sighup_snapshots_and_ctrl_c_stops_every_rank_at_the_same_iteration(tmp_path):
+    """The launcher forwards SIGHUP and SIGINT to every rank; the ranks agree on the iteration."""
     _digits_hdf5(tmp_path, "max_iter: 100000 display: 0 snapshot_after_train: false")
     with _launch(tmp_path) as proc:
         try:
@@ -252,15 +253,21 @@ def test_ctrl_c_stops_every_rank_at_the_same_iteration_with_a_snapshot(tmp_path)
                 line = proc.stderr.readline()
                 assert line, "the run ended early"
                 out += line
-            time.sleep(1.0)
+            proc.send_signal(signal.SIGHUP)  # snapshot and go on
+            deadline = time.monotonic() + 120
+            while not list(tmp_path.glob("snap_iter_*.solverstate")):
+                assert time.monotonic() < deadline and proc.poll() is None, "SIGHUP wrote no snapshot"
+                time.sleep(0.1)
             proc.send_signal(signal.SIGINT)
             out += proc.stderr.read()
             assert proc.wait(timeout=120) == 0, out[-3000:]
         finally:
             if proc.poll() is None:
                 proc.kill()
-    states = list(tmp_path.glob("snap_iter_*.solverstate"))
-    assert len(states) == 1 and "Optimization stopped early." in out, out[-3000:]
+    # SIGHUP's snapshot, then the stop's (the same file when no iteration ended between the two signals)
+    assert "Optimization stopped early." in out and out.count("Snapshotting solver state") == 2, out[-3000:]
+    states = sorted(tmp_path.glob("snap_iter_*.solverstate"))
+    assert 1 <= len(states) <= 2 and not list(tmp_path.glob(".snap*")), out[-3000:]
 
 
 # --- Caffe's Skip: which records each rank reads ----------------------------------------------------

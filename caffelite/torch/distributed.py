@@ -196,8 +196,9 @@ def launch(worker_argv: list[str], nproc: int, devices: list[str] | None = None,
             argv = [sys.executable, "-m", "caffelite", *worker_argv]
             if devices:
                 argv += ["--device", devices[rank]]
-            # a session of its own: the terminal's Ctrl-C reaches the launcher only, which forwards it once
-            procs.append(subprocess.Popen(argv, env=env, start_new_session=True))
+            # a session of its own: the terminal's Ctrl-C reaches the launcher only, which forwards it once;
+            # SIGINT / SIGHUP ignored until the worker's own handler is in place (a signal then is not fatal)
+            procs.append(subprocess.Popen(argv, env=env, start_new_session=True, preexec_fn=_ignore_interrupts))
             log.info("Started rank %d of %d (pid %d%s)", rank, nproc, procs[-1].pid,
                      ", " + devices[rank] if devices else "")
         while True:
@@ -218,6 +219,11 @@ def launch(worker_argv: list[str], nproc: int, devices: list[str] | None = None,
         _stop(procs)
         for s, h in previous.items():
             signal.signal(s, h)
+
+
+def _ignore_interrupts() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
 
 def _stop(procs: list[subprocess.Popen], grace_s: float = 10.0) -> None:

@@ -319,8 +319,8 @@ def _worker_argv(args) -> list[str]:
 def run(args) -> int:
     """``caffelite train --engine torch``: launch the ranks, or be one (or the only) process."""
     from caffelite.protoio import read_solver_param
-    from caffelite.solvers import SignalHandler, snapshot_prefix_property
-    from caffelite.tools.train import ProgressBar, ToolLogging, stages_from
+    from caffelite.solvers import SignalHandler
+    from caffelite.tools.train import ToolLogging
 
     if not args.solver:
         raise SolverError("Need a solver definition to train. (give --solver FILE)", field="solver")
@@ -341,6 +341,19 @@ def run(args) -> int:
                 if gpus:
                     tool_log.info("Using GPUs %s", ", ".join(str(g) for g in gpus))
                 return launch(_worker_argv(args), len(gpus) or args.nproc, devices, args.solver)
+    signals = SignalHandler(args.sigint_effect, args.sighup_effect)
+    with contextlib.ExitStack() as stack:
+        if size > 1:  # a rank catches signals from the start: they act after an iteration all ranks agree on
+            stack.enter_context(signals)
+        return _train(args, signals, local)
+
+
+def _train(args, signals, local: int) -> int:
+    """One process's run (alone, or one rank of several)."""
+    from caffelite.protoio import read_solver_param
+    from caffelite.solvers import snapshot_prefix_property
+    from caffelite.tools.train import ProgressBar, ToolLogging, stages_from
+
     device = resolve_device(args, local)
     rank, size = init_worker(device)
     try:
@@ -364,14 +377,14 @@ def run(args) -> int:
                 tool_log.info("Use CPU.")
             if size > 1:
                 tool_log.info("Rank %d of %d: batches of the net's batch size on every rank (%s backend)",
-                         rank, size, torch.distributed.get_backend())
+                              rank, size, torch.distributed.get_backend())
             solver = create_solver(param, args.solver, device, rank, size)
             if rank == 0 and sys.stderr.isatty() and param.max_iter - solver.iter >= 100:
                 bar = ProgressBar(sys.stderr, param.max_iter)
                 logs.stderr_handler.bar = bar
                 solver.add_callback(on_start=lambda: bar.update(solver.iter))
             tool_log.info("Starting Optimization")
-            with SignalHandler(args.sigint_effect, args.sighup_effect) as signals:
+            with signals if size == 1 else contextlib.nullcontext():
                 solver.set_action_function(signals.action)
                 if args.snapshot:
                     tool_log.info("Resuming from %s", args.snapshot)
