@@ -161,11 +161,10 @@ class CaffeNet(nn.Module):
 
     def _as_tensor(self, name: str, value):
         probe = self._probe
-        if isinstance(value, torch.Tensor):
-            t = value
-            if t.device != probe.device or not t.is_floating_point():
-                t = t.to(device=probe.device, dtype=probe.dtype if not t.is_floating_point() else t.dtype)
-            return t
+        if isinstance(value, torch.Tensor):  # to the module's device and dtype (differentiably)
+            if value.device != probe.device or value.dtype != probe.dtype:
+                return value.to(device=probe.device, dtype=probe.dtype)
+            return value
         a = np.asarray(value)
         if a.ndim == 0:
             raise ShapeError("Input '%s' is a scalar; blobs have a batch axis" % name)
