@@ -301,3 +301,44 @@ def test_torchs_pooling_has_caffes_geometry_where_it_accepts_the_padding(method)
         assert y.shape == y2.shape and torch.allclose(y, y2, rtol=1e-6, atol=1e-6, equal_nan=True), (k, s, p, ceil)
         if mask is not None:
             assert torch.equal(mask, mask2), (k, s, p, ceil)
+
+
+def test_python_layer_with_a_parameter_runs_through_autograd(tmp_path, monkeypatch):
+    (tmp_path / "scalelayer_t13.py").write_text('''
+import numpy as np
+import caffelite as caffe
+
+
+class Scale(caffe.Layer):
+    """y = x * w (w: one learnable value per column)."""
+
+    def setup(self, bottom, top):
+        if not self.blobs:
+            self.blobs.add_blob(bottom[0].shape[1])
+            self.blobs[0].data[...] = np.arange(1, bottom[0].shape[1] + 1)
+
+    def reshape(self, bottom, top):
+        top[0].reshape(*bottom[0].shape)
+
+    def forward(self, bottom, top):
+        top[0].data[...] = bottom[0].data * self.blobs[0].data
+
+    def backward(self, top, propagate_down, bottom):
+        self.blobs[0].diff[...] += (top[0].diff * bottom[0].data).sum(axis=0)
+        if propagate_down[0]:
+            bottom[0].diff[...] = top[0].diff * self.blobs[0].data
+''')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = tmp_path / "net.prototxt"
+    path.write_text("""
+        layer { name: "x" type: "Input" top: "x" input_param { shape { dim: 2 dim: 3 } } }
+        layer { name: "s" type: "Python" bottom: "x" top: "y" python_param { module: "scalelayer_t13" layer: "Scale" } }
+        """)
+    module = CaffeNet(str(path))
+    assert [n for n, _ in module.named_parameters()] == ["s/0"]
+    x = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], requires_grad=True)
+    y = module(x=x)["y"]
+    np.testing.assert_array_equal(numpy_of(y), [[1, 4, 9], [4, 10, 18]])
+    (y * torch.tensor([[1.0, 0, 2], [0, 1, 1]])).sum().backward()
+    np.testing.assert_array_equal(numpy_of(x.grad), [[1, 0, 6], [0, 2, 3]])
+    np.testing.assert_array_equal(numpy_of(module.get_parameter("s/0").grad), [1, 5, 12])

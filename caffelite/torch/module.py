@@ -18,8 +18,11 @@ bottoms get a gradient); each layer then runs as torch operations (``caffelite.t
   is detached; ``total_loss(outputs)`` = :math:`\\sum` loss_weight · top, so
   ``total_loss(out).backward()`` leaves Caffe's diffs in the parameters' ``.grad``.
 - The phase is fixed when the module is built, as Caffe's: ``.train()`` / ``.eval()`` change nothing.
-- Python layers, and a configuration no torch op covers (N-d pooling-free convolutions beyond 3-D,
-  HDF5Output), run caffelite's NumPy layer inside ``torch.autograd.Function``: a CPU round trip.
+- Python layers, HDF5Output, and the configurations no torch op covers (convolutions with more than
+  three spatial axes, N-d Im2col) run caffelite's NumPy layer inside ``torch.autograd.Function``
+  (caffelite/torch/ops/numpy_layer.py): a round trip through the CPU on every call.
+- Random layers (Dropout, STOCHASTIC pooling in TRAIN) draw from torch's generator: Caffe's law, not
+  caffelite's draws.
 """
 
 from __future__ import annotations
