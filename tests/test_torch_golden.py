@@ -11,7 +11,9 @@ import pytest
 pytest.importorskip("torch", reason="torch is not installed (pip install caffelite[torch])")
 
 from tests.golden_runner import GOLDEN, case_names  # noqa: E402
-from tests.torch_support import DEVICES, run_torch_case  # noqa: E402
+from tests.torch_support import DEVICES, run_torch_case, torch_one_thread  # noqa: E402, F401
+
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 LAYERS = os.path.join(GOLDEN, "layers")
 CASES = case_names("layers")

@@ -17,7 +17,9 @@ from caffelite.torch import CaffeNet, param_name  # noqa: E402
 from caffelite.torch.module import NUMPY_LAYER_TYPES  # noqa: E402
 from caffelite.torch.ops import OPS  # noqa: E402
 from caffelite.torch.ops.numpy_layer import NumpyLayerRunner  # noqa: E402
-from tests.torch_support import numpy_of, torch  # noqa: E402
+from tests.torch_support import numpy_of, torch, torch_one_thread  # noqa: E402, F401
+
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 NET = """
 name: "tiny"
@@ -262,3 +264,81 @@ def test_recurrent_layers_equal_caffelite_with_static_input_exposed_and_carried_
     total.backward()
     for (name, p, _), blob in zip(module.named_caffe_params(), net.learnable_params):
         np.testing.assert_allclose(numpy_of(p.grad), blob.diff, rtol=1e-4, atol=1e-5, err_msg=name)
+
+
+def test_phase_stages_and_level_select_layers_as_caffe(tmp_path):
+    path = tmp_path / "net.prototxt"
+    path.write_text("""
+        layer { name: "x" type: "Input" top: "x" input_param { shape { dim: 1 dim: 2 } } }
+        layer { name: "a" type: "Power" bottom: "x" top: "y" power_param { shift: 1 } include { stage: "deploy" } }
+        layer { name: "b" type: "Power" bottom: "x" top: "y" power_param { shift: 2 } exclude { stage: "deploy" } }
+        layer { name: "c" type: "Power" bottom: "y" top: "y" power_param { scale: 10 } include { min_level: 1 } }
+        layer { name: "t" type: "Power" bottom: "y" top: "y" power_param { shift: 100 } include { phase: TRAIN } }
+        """)
+    x = np.zeros((1, 2))
+    assert CaffeNet(str(path))(x=x)["y"][0, 0].item() == 2
+    assert CaffeNet(str(path), stages=["deploy"])(x=x)["y"][0, 0].item() == 1
+    assert CaffeNet(str(path), stages=["deploy"], level=1)(x=x)["y"][0, 0].item() == 10
+    assert CaffeNet(str(path), phase=caffelite.TRAIN)(x=x)["y"][0, 0].item() == 102
+
+
+@pytest.mark.parametrize("method", ["MAX", "AVE"])
+def test_torchs_pooling_has_caffes_geometry_where_it_accepts_the_padding(method):
+    """Where torch accepts the padding, its pooling gives what the explicitly padded Caffe pooling gives."""
+    import itertools
+
+    from caffelite.torch._caffelite import caffe_pb2
+    from caffelite.torch.ops.vision import pool2d, pool2d_padded
+
+    m = getattr(caffe_pb2.PoolingParameter, method)
+    x = torch.randn(2, 3, 9, 10)
+    x[0, 0, :3, :3] = 1.0  # ties: the first maximum wins
+    for k, s, p, ceil in itertools.product([1, 2, 3, 4, 5], [1, 2, 3], [0, 1, 2], [True, False]):
+        if 2 * p > k:
+            continue
+        y, mask = pool2d(x, m, (k, k + 1 if k < 5 else k), (s, s), (p, p), ceil, want_mask=m == 0)
+        y2, mask2 = pool2d_padded(x, m, (k, k + 1 if k < 5 else k), (s, s), (p, p), ceil, want_mask=m == 0)
+        assert y.shape == y2.shape and torch.allclose(y, y2, rtol=1e-6, atol=1e-6, equal_nan=True), (k, s, p, ceil)
+        if mask is not None:
+            assert torch.equal(mask, mask2), (k, s, p, ceil)
+
+
+def test_python_layer_with_a_parameter_runs_through_autograd(tmp_path, monkeypatch):
+    (tmp_path / "scalelayer_t13.py").write_text('''
+import numpy as np
+import caffelite as caffe
+
+
+class Scale(caffe.Layer):
+    """y = x * w (w: one learnable value per column)."""
+
+    def setup(self, bottom, top):
+        if not self.blobs:
+            self.blobs.add_blob(bottom[0].shape[1])
+            self.blobs[0].data[...] = np.arange(1, bottom[0].shape[1] + 1)
+
+    def reshape(self, bottom, top):
+        top[0].reshape(*bottom[0].shape)
+
+    def forward(self, bottom, top):
+        top[0].data[...] = bottom[0].data * self.blobs[0].data
+
+    def backward(self, top, propagate_down, bottom):
+        self.blobs[0].diff[...] += (top[0].diff * bottom[0].data).sum(axis=0)
+        if propagate_down[0]:
+            bottom[0].diff[...] = top[0].diff * self.blobs[0].data
+''')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = tmp_path / "net.prototxt"
+    path.write_text("""
+        layer { name: "x" type: "Input" top: "x" input_param { shape { dim: 2 dim: 3 } } }
+        layer { name: "s" type: "Python" bottom: "x" top: "y" python_param { module: "scalelayer_t13" layer: "Scale" } }
+        """)
+    module = CaffeNet(str(path))
+    assert [n for n, _ in module.named_parameters()] == ["s/0"]
+    x = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], requires_grad=True)
+    y = module(x=x)["y"]
+    np.testing.assert_array_equal(numpy_of(y), [[1, 4, 9], [4, 10, 18]])
+    (y * torch.tensor([[1.0, 0, 2], [0, 1, 1]])).sum().backward()
+    np.testing.assert_array_equal(numpy_of(x.grad), [[1, 0, 6], [0, 2, 3]])
+    np.testing.assert_array_equal(numpy_of(module.get_parameter("s/0").grad), [1, 5, 12])

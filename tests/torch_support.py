@@ -20,6 +20,16 @@ DEVICES = ["cpu", pytest.param("cuda", marks=[pytest.mark.cuda, pytest.mark.skip
     not CUDA, reason="no CUDA device: torch.cuda.is_available() is False")])]
 
 
+@pytest.fixture(autouse=False)
+def torch_one_thread():
+    """One torch thread while a test runs: these tests check numbers, and torch's OpenMP threads spin-wait
+    badly when the CPUs are shared (ResNet-50's forward: 0.3 s on one thread, 2.5 s on two under load)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def use_device(device: str) -> torch.device:
     """The device, with TF32 off: Caffe's float32 numbers, not TensorFloat-32 ones."""
     if device.startswith("cuda"):

@@ -1,7 +1,20 @@
 """caffelite on PyTorch: any Caffe net as a ``torch.nn.Module`` with Caffe's numbers.
 
-``CaffeNet(prototxt, weights=None, phase=TEST)`` builds the module; see caffelite/torch/module.py.
-torch is the optional extra ``caffelite[torch]``.
+::
+
+    import caffelite
+    from caffelite.torch import CaffeNet
+
+    net = CaffeNet("train_val.prototxt", "weights.caffemodel", phase=caffelite.TRAIN).to("cuda")
+    out = net(data=images, label=labels)      # the net's outputs, as tensors ({"loss": ..., "accuracy": ...})
+    net.total_loss(out).backward()            # Caffe's parameter diffs in p.grad (loss weights applied)
+    for name, p, spec in net.named_caffe_params():   # "conv1/0", Parameter, ParamSpec(lr_mult, decay_mult)
+        ...
+    net.save_caffemodel("out.caffemodel")     # Caffe's binary format
+
+See caffelite/torch/module.py for the semantics kept (phases, splits, in-place layers, sharing,
+``propagate_down``, ``force_backward``, data and Python layers).  torch is the optional extra
+``caffelite[torch]``; a CPU-only torch: ``pip install torch --index-url https://download.pytorch.org/whl/cpu``.
 """
 
 from caffelite.errors import MissingDependencyError

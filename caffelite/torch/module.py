@@ -18,8 +18,11 @@ bottoms get a gradient); each layer then runs as torch operations (``caffelite.t
   is detached; ``total_loss(outputs)`` = :math:`\\sum` loss_weight · top, so
   ``total_loss(out).backward()`` leaves Caffe's diffs in the parameters' ``.grad``.
 - The phase is fixed when the module is built, as Caffe's: ``.train()`` / ``.eval()`` change nothing.
-- Python layers, and a configuration no torch op covers (N-d pooling-free convolutions beyond 3-D,
-  HDF5Output), run caffelite's NumPy layer inside ``torch.autograd.Function``: a CPU round trip.
+- Python layers, HDF5Output, and the configurations no torch op covers (convolutions with more than
+  three spatial axes, N-d Im2col) run caffelite's NumPy layer inside ``torch.autograd.Function``
+  (caffelite/torch/ops/numpy_layer.py): a round trip through the CPU on every call.
+- Random layers (Dropout, STOCHASTIC pooling in TRAIN) draw from torch's generator: Caffe's law, not
+  caffelite's draws.
 """
 
 from __future__ import annotations
@@ -161,11 +164,10 @@ class CaffeNet(nn.Module):
 
     def _as_tensor(self, name: str, value):
         probe = self._probe
-        if isinstance(value, torch.Tensor):
-            t = value
-            if t.device != probe.device or not t.is_floating_point():
-                t = t.to(device=probe.device, dtype=probe.dtype if not t.is_floating_point() else t.dtype)
-            return t
+        if isinstance(value, torch.Tensor):  # to the module's device and dtype (differentiably)
+            if value.device != probe.device or value.dtype != probe.dtype:
+                return value.to(device=probe.device, dtype=probe.dtype)
+            return value
         a = np.asarray(value)
         if a.ndim == 0:
             raise ShapeError("Input '%s' is a scalar; blobs have a batch axis" % name)

@@ -2,10 +2,12 @@ r"""Vision layers as torch operations: Convolution, Deconvolution, Pooling, SPP,
 
 Caffe: src/caffe/layers/{conv,deconv,pooling,spp,lrn,im2col,crop}_layer.cpp.
 
-Pooling keeps Caffe's geometry, not torch's: the output size rounds up (``round_mode`` CEIL, the
-default) and the last window is dropped when it would start in the padding; the input is padded
-explicitly (``-inf`` for MAX, 0 for AVE) so every window fits, torch pools without padding, and AVE
-divides each sum by Caffe's divisor, the window clipped to the padded image:
+Pooling keeps Caffe's geometry: the output size rounds up (``round_mode`` CEIL, the default) and the
+last window is dropped when it would start in the padding; AVE divides each sum by the window clipped
+to the padded image.  torch's ``max_pool2d``/``avg_pool2d`` (``ceil_mode``, ``count_include_pad``)
+follow these rules where torch accepts the padding (at most half the kernel); for a larger padding
+(Caffe allows up to kernel - 1) the input is padded explicitly (``-inf`` for MAX, 0 for AVE) so every
+window fits, torch pools without padding, and AVE divides by Caffe's divisor:
 
 .. math:: o = \lceil (i + 2p - k) / s \rceil + 1, \qquad
           d_j = \min(js - p + k,\ i + p) - (js - p)
@@ -71,6 +73,26 @@ def _ave_divisor(size, kernel, stride, pad, out, like):
 
 def pool2d(x, method: int, kernel, stride, pad, ceil_mode: bool = True, train: bool = False, want_mask=False):
     """Caffe's 2-D pooling of an (N, C, H, W) tensor; returns (y, mask or None)."""
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, pad
+    out = (pooled_size(x.shape[2], kh, sh, ph, ceil_mode), pooled_size(x.shape[3], kw, sw, pw, ceil_mode))
+    if method != _P.STOCHASTIC and 2 * ph <= kh and 2 * pw <= kw:
+        # torch's own pooling has Caffe's rules (it took them from Caffe): the output size (ceil, then
+        # drop a window starting in the padding), MAX's implicit -inf padding, first maximum and its index
+        # h*W + w, AVE's divisor clipped to the padded image.  Unlike Caffe, torch also drops a last
+        # window starting past an unpadded image (kernel < stride): then the explicit path runs.
+        if method == _P.MAX:
+            y, idx = F.max_pool2d(x, kernel, stride, pad, ceil_mode=ceil_mode, return_indices=True)
+            if tuple(y.shape[2:]) == out:
+                return y, (idx.to(x.dtype) if want_mask else None)
+        else:
+            y = F.avg_pool2d(x, kernel, stride, pad, ceil_mode=ceil_mode, count_include_pad=True)
+            if tuple(y.shape[2:]) == out:
+                return y, None
+    return pool2d_padded(x, method, kernel, stride, pad, ceil_mode, train, want_mask)
+
+
+def pool2d_padded(x, method: int, kernel, stride, pad, ceil_mode: bool = True, train: bool = False, want_mask=False):
+    """:func:`pool2d` with the padding made explicit: any padding Caffe accepts, and STOCHASTIC."""
     n, c, h, w = x.shape
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, pad
     oh, ow = pooled_size(h, kh, sh, ph, ceil_mode), pooled_size(w, kw, sw, pw, ceil_mode)
