@@ -14,6 +14,8 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "setuptools>=68" "grpcio-tools==1.85.1"
+	# PyTorch's CPU build for the torch engine's tests (pinned: a bare `torch` may pull a CUDA build)
+	$(PY) -m pip install -q torch==2.13.0 || echo "torch 2.13.0 unavailable: the PyTorch engine's tests skip"
 	$(PY) -m pip install -q --no-build-isolation -e ".[test,all]"
 	touch $@
 

@@ -12,7 +12,7 @@ import logging
 import numpy as np
 
 from caffelite.errors import NetError
-from caffelite.tools.train import ToolLogging, add_common, gpu_flag, stages_from
+from caffelite.tools.common import ToolLogging, add_common, gpu_flag, stages_from
 
 log = logging.getLogger("caffelite.tools")
 

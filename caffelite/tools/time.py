@@ -13,8 +13,8 @@ import logging
 import time
 
 from caffelite.errors import NetError
+from caffelite.tools.common import ToolLogging, gpu_flag
 from caffelite.tools.test import add_net_arguments, load_net
-from caffelite.tools.train import ToolLogging, gpu_flag
 
 log = logging.getLogger("caffelite.tools")
 
