@@ -158,7 +158,7 @@ def test_data_layer_runs_caffelites_layer_unless_its_tops_are_given(tmp_path):
 
 def test_every_stock_layer_has_a_torch_op():
     """Only data layers, Python and HDF5Output (files or user code, not maths) run caffelite's NumPy layer."""
-    from caffelite.layer import layer_type_list
+    from caffelite.layer_factory import layer_type_list
     from caffelite.torch import DATA_LAYER_TYPES
 
     missing = set(layer_type_list()) - set(OPS) - set(DATA_LAYER_TYPES) - {"Input"}

@@ -6,6 +6,7 @@ these imports change; the rest of ``caffelite.torch`` imports from here.
 
 from caffelite.blob import Blob
 from caffelite.common import TEST, TRAIN
+from caffelite.compute.im2col import ConvGeometry
 from caffelite.errors import (
     BackwardError,
     CaffeliteError,
@@ -16,7 +17,6 @@ from caffelite.errors import (
     ShapeError,
     UnsupportedError,
 )
-from caffelite.layers.im2col import ConvGeometry
 from caffelite.layers.pooling import pooled_size, pooling_setup
 from caffelite.net import Net, filter_net
 from caffelite.proto import caffe_pb2
