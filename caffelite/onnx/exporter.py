@@ -44,7 +44,8 @@ class Exported:
     model: object
     net: caffelite.Net
     inputs: dict = field(default_factory=dict)  # graph input name -> static shape
-    outputs: list = field(default_factory=list)
+    outputs: list = field(default_factory=list)  # graph output names
+    blobs: dict = field(default_factory=dict)  # graph output name -> Caffe blob (the same but for NAME:out)
     source: str | None = None
 
 
@@ -111,11 +112,12 @@ def _data_shapes(lp, batch_hint=None):
 
 
 def _load_param(net_or_path):
-    """(NetParameter, source path or None, weights NetParameter or None) from a path, a NetParameter or a Net."""
+    """(NetParameter, source path or None, the Net whose weights to use or None) from a path, a NetParameter or
+    a Net."""
     if isinstance(net_or_path, caffelite.Net):
         param = caffe_pb2.NetParameter()
         param.CopyFrom(net_or_path.param)
-        return param, getattr(net_or_path, "_source", None), net_or_path.to_proto()
+        return param, getattr(net_or_path, "_source", None), net_or_path
     if isinstance(net_or_path, caffe_pb2.NetParameter):
         return _caffelite.read_net_param(net_or_path), None, None
     path = os.fspath(net_or_path)
@@ -191,15 +193,20 @@ def prepare(param, inputs, where: _Where):
     return out, scores, data_tops
 
 
-def convert(net_or_path, weights=None, inputs=None, *, phase=None, stages=None, level: int = 0, outputs=None,
-            dynamic_batch: bool = False, opset: int = DEFAULT_OPSET, name: str | None = None) -> Exported:
-    """Build the ONNX model of a Caffe net (see :func:`caffelite.onnx.export`); returns an :class:`Exported`."""
-    onnx = require_onnx()
-    _load()
-    if opset < MIN_OPSET:
-        raise NetError("--opset %d: the exporter needs opset %d or newer" % (opset, MIN_OPSET), field="opset")
+@dataclass
+class Prepared:
+    """A caffelite net built for export: data layers as inputs, loss / Accuracy layers left out."""
+
+    net: caffelite.Net
+    scores: list  # bottoms of the layers left out: default outputs
+    where: _Where
+    layer_names: set  # the layers written in the prototxt (the others are Splits the net inserted)
+
+
+def prepare_net(net_or_path, weights=None, inputs=None, *, phase=None, stages=None, level: int = 0) -> Prepared:
+    """Parse, filter and build the net as it will be exported (the first half of :func:`convert`)."""
     phase = caffelite.TEST if phase is None else phase
-    param, source, net_weights = _load_param(net_or_path)
+    param, source, built = _load_param(net_or_path)
     where = _Where(source, _layer_lines(source))
     param.state.phase = phase
     if stages is not None:
@@ -209,12 +216,16 @@ def convert(net_or_path, weights=None, inputs=None, *, phase=None, stages=None, 
         param.state.level = int(level)
     try:
         filtered = _caffelite.filter_net(param, source)
-        prepared, scores, data_tops = prepare(filtered, inputs, where)
+        prepared, scores, _data_tops = prepare(filtered, inputs, where)
         net = caffelite.Net(prepared, phase)
     except CaffeliteError as e:
         raise where.context(e) from e.__cause__
-    if net_weights is not None:
-        net.copy_from(net_weights)
+    if built is not None:  # a built net: its parameters, layer by layer (the same param gives the same shapes)
+        for layer_name, layer in net.layer_dict.items():
+            source_layer = built.layer_dict.get(layer_name)
+            if source_layer is not None:
+                for blob, src in zip(layer.blobs, source_layer.blobs):
+                    blob.data[...] = src.data
     if weights:
         try:
             net.copy_from(os.fspath(weights))
@@ -222,13 +233,32 @@ def convert(net_or_path, weights=None, inputs=None, *, phase=None, stages=None, 
             file, line = where(e.layer)
             raise WeightsError("weights file %s does not fit the net: %s" % (weights, e.message),
                                file=file or e.file, line=line, layer=e.layer, field=e.field) from e
-    return _build(onnx, net, scores, data_tops, where, outputs, dynamic_batch, opset, name)
+    return Prepared(net, scores, where, {lp.name for lp in prepared.layer})
 
 
-def _build(onnx, net, scores, data_tops, where, outputs, dynamic, opset, name) -> Exported:
+def convert(net_or_path, weights=None, inputs=None, *, phase=None, stages=None, level: int = 0, outputs=None,
+            dynamic_batch: bool = False, opset: int = DEFAULT_OPSET, name: str | None = None) -> Exported:
+    """Build the ONNX model of a Caffe net (see :func:`caffelite.onnx.export`); returns an :class:`Exported`."""
+    require_onnx()
+    prepared = prepare_net(net_or_path, weights, inputs, phase=phase, stages=stages, level=level)
+    return to_onnx(prepared, outputs=outputs, dynamic_batch=dynamic_batch, opset=opset, name=name)
+
+
+def to_onnx(prepared: Prepared, *, outputs=None, dynamic_batch: bool = False, opset: int = DEFAULT_OPSET,
+            name: str | None = None) -> Exported:
+    """The ONNX model of a prepared net (the second half of :func:`convert`)."""
+    onnx = require_onnx()
+    _load()
+    if opset < MIN_OPSET:
+        raise NetError("--opset %d: the exporter needs opset %d or newer" % (opset, MIN_OPSET), field="opset")
+    return _build(onnx, prepared, outputs, dynamic_batch, opset, name)
+
+
+def _build(onnx, prepared: Prepared, outputs, dynamic, opset, name) -> Exported:
     helper = onnx.helper
+    net, scores, where, written = prepared.net, prepared.scores, prepared.where, prepared.layer_names
     blob_names = list(net.blobs)
-    graph = Graph(blob_names)
+    graph = Graph(blob_names, opset)
     current, origin = {}, {}
     input_shapes = {}
     for layer in net.layers:
@@ -238,10 +268,11 @@ def _build(onnx, net, scores, data_tops, where, outputs, dynamic, opset, name) -
                 current[top] = origin[top] = top
                 input_shapes[top] = list(net.blobs[top].shape)
             continue
-        if lp.type == "Split":
+        if lp.type == "Split":  # no node: the tops are the bottom's tensor
             for top in lp.top:
                 current[top] = current[lp.bottom[0]]
-                origin[top] = origin.get(lp.bottom[0], lp.bottom[0])
+                # a Split the net inserted (not in the prototxt) stands for its bottom when an output is chosen
+                origin[top] = origin.get(lp.bottom[0], lp.bottom[0]) if lp.name not in written else top
             continue
         if lp.type == "Silence":
             continue
@@ -267,23 +298,24 @@ def _build(onnx, net, scores, data_tops, where, outputs, dynamic, opset, name) -
         wanted = list(dict.fromkeys(outputs))
     else:
         wanted = [origin.get(b, b) for b in list(net.outputs) + scores]
-        wanted = [b for b in dict.fromkeys(wanted) if b in current and b not in input_shapes]
+        wanted = [b for b in dict.fromkeys(wanted) if b in current and not (b in input_shapes and current[b] == b)]
     if not wanted:
         raise NetError("nothing to export: the net computes no output from its inputs (ask for one with --output)",
                        file=where.source)
 
     # names: each output (and where possible every blob) names the tensor holding its final value
-    rename, final = {}, set(input_shapes)
+    rename, final, names = {}, set(input_shapes), {}
     for out in wanted:
         t = current[out]
-        if out in final:
-            raise NetError("cannot export to ONNX: output '%s' is also the name of a graph input (an in-place layer "
-                           "overwrites the input); ask for another blob with --output" % out, file=where.source)
+        # an in-place layer on an input: the input keeps the blob's name, the final value gets NAME:out
+        graph_name = out if out not in final else graph.fresh(out + ":out")
         if t in input_shapes or t in rename:
-            graph.nodes.append(helper.make_node("Identity", [t], [out], name=graph.fresh("node/%s/Identity" % out)))
+            graph.nodes.append(helper.make_node("Identity", [t], [graph_name],
+                                                name=graph.fresh("node/%s/Identity" % out)))
         else:
-            rename[t] = out
-        final.add(out)
+            rename[t] = graph_name
+        final.add(graph_name)
+        names[graph_name] = out
     for blob in blob_names:
         t = current.get(blob)
         if t is not None and t not in rename and t not in input_shapes and blob not in final:
@@ -294,7 +326,7 @@ def _build(onnx, net, scores, data_tops, where, outputs, dynamic, opset, name) -
         node.output[:] = [rename.get(o, o) for o in node.output]
 
     # keep only what the outputs need
-    needed, kept = set(wanted), []
+    needed, kept = set(names), []
     for node in reversed(graph.nodes):
         if any(o in needed for o in node.output):
             kept.append(node)
@@ -311,19 +343,19 @@ def _build(onnx, net, scores, data_tops, where, outputs, dynamic, opset, name) -
 
     g = helper.make_graph(kept, name or net.name or "caffelite",
                           [info(n, input_shapes[n], dynamic) for n in graph_inputs],
-                          [info(o, net.blobs[o].shape, dynamic) for o in wanted], initializer=initializers)
+                          [info(g, net.blobs[b].shape, dynamic) for g, b in names.items()], initializer=initializers)
     opsets = [helper.make_opsetid("", opset)]
     model = helper.make_model(g, opset_imports=opsets, producer_name="caffelite",
                               producer_version=caffelite.__version__,
                               ir_version=helper.find_min_ir_version_for(opsets))
-    return Exported(model, net, {n: input_shapes[n] for n in graph_inputs}, wanted, where.source)
+    return Exported(model, net, {n: input_shapes[n] for n in graph_inputs}, list(names), names, where.source)
 
 
 def save(model, path) -> None:
     """Write ``model``; weights beyond 2 GB go to external data (``<file>.data`` beside it)."""
     onnx = require_onnx()
     path = os.fspath(path)
-    size = sum(t.ByteSize() for t in model.graph.initializer)
+    size = sum(len(t.raw_data) for t in model.graph.initializer)
     if size >= TWO_GB - 2 ** 26:
         onnx.save_model(model, path, save_as_external_data=True, all_tensors_to_one_file=True,
                         location=os.path.basename(path) + ".data", size_threshold=1024)

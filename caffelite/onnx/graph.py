@@ -17,10 +17,11 @@ from caffelite.errors import UnsupportedError
 class Graph:
     """Nodes and initializers, with names unique in the graph and distinct from every Caffe blob name."""
 
-    def __init__(self, reserved):
+    def __init__(self, reserved, opset: int):
         from onnx import helper, numpy_helper
 
         self.helper, self.numpy_helper = helper, numpy_helper
+        self.opset = opset
         self.nodes = []
         self.initializers = []
         self.used = set(reserved)
@@ -36,7 +37,8 @@ class Graph:
 
     def const(self, array, base: str, dtype=np.float32) -> str:
         name = self.fresh(base)
-        self.initializers.append(self.numpy_helper.from_array(np.ascontiguousarray(np.asarray(array, dtype)), name))
+        value = np.array(array, dtype, order="C", copy=None)  # not ascontiguousarray: a 0-d array stays 0-d
+        self.initializers.append(self.numpy_helper.from_array(value, name))
         return name
 
     def op(self, op_type: str, inputs, base: str, n_out: int = 1, **attrs) -> list[str]:
@@ -84,6 +86,12 @@ class LayerContext:
         if self.dynamic and target:
             target[0] = 0 if (in_shape and target[0] == in_shape[0]) else -1
         return self.op("Reshape", x, self.ints(target), tag=tag)
+
+    def reduce(self, op_type: str, x: str, axes, keepdims: int, tag: str | None = None) -> str:
+        """A Reduce* node over ``axes``: an input from opset 18 on (13 for ReduceSum), an attribute before."""
+        if self.graph.opset >= 18 or op_type == "ReduceSum":
+            return self.op(op_type, x, self.ints(axes, "axes"), keepdims=keepdims, tag=tag)
+        return self.op(op_type, x, axes=list(axes), keepdims=keepdims, tag=tag)
 
     def mul(self, x: str, value: float, tag: str = "Mul") -> str:
         return x if value == 1 else self.op("Mul", x, self.const(np.float32(value), tag + "/c"), tag=tag)

@@ -246,9 +246,9 @@ def batch_norm(ctx):
         centred = ctx.op("Sub", x, ctx.const(mean, "mean"))
         std = np.sqrt(var + np.float32(p.eps)).astype(np.float32)
         return [ctx.op("Div", centred, ctx.const(std, "std"))]
-    axes = ctx.ints([0] + list(range(2, len(shape))), "axes")
-    centred = ctx.op("Sub", x, ctx.op("ReduceMean", x, axes, keepdims=1, tag="mean"), tag="centred")
-    var = ctx.op("ReduceMean", ctx.op("Mul", centred, centred, tag="sq"), axes, keepdims=1, tag="var")
+    axes = [0] + list(range(2, len(shape)))
+    centred = ctx.op("Sub", x, ctx.reduce("ReduceMean", x, axes, 1, tag="mean"), tag="centred")
+    var = ctx.reduce("ReduceMean", ctx.op("Mul", centred, centred, tag="sq"), axes, 1, tag="var")
     return [ctx.op("Div", centred, ctx.op("Sqrt", ctx.add(var, p.eps, "eps")), tag="y")]
 
 
@@ -262,10 +262,9 @@ def mvn(ctx):
     axes = list(range(1 if p.across_channels else 2, rank))
     if not axes:  # each group holds one value: x - x
         return [ctx.op("Sub", x, x, tag="y")]
-    axes = ctx.ints(axes, "axes")
-    y = ctx.op("Sub", x, ctx.op("ReduceMean", x, axes, keepdims=1, tag="mean"), tag="centred")
+    y = ctx.op("Sub", x, ctx.reduce("ReduceMean", x, axes, 1, tag="mean"), tag="centred")
     if p.normalize_variance:
-        var = ctx.op("ReduceMean", ctx.op("Mul", y, y, tag="sq"), axes, keepdims=1, tag="var")
+        var = ctx.reduce("ReduceMean", ctx.op("Mul", y, y, tag="sq"), axes, 1, tag="var")
         y = ctx.op("Div", y, ctx.add(ctx.op("Sqrt", var), p.eps, "eps"), tag="y")
     return [y]
 
@@ -326,7 +325,7 @@ def reduction(ctx):
     if axis == len(shape):
         y = ctx.op("Abs", x) if p.operation == R.ASUM else ctx.op("Mul", x, x) if p.operation == R.SUMSQ else x
     else:
-        y = ctx.op(op, x, ctx.ints(list(range(axis, len(shape))), "axes"), keepdims=0)
+        y = ctx.reduce(op, x, list(range(axis, len(shape))), 0)
     coeff = p.coeff / dim if p.operation == R.MEAN and dim else p.coeff
     y = ctx.mul(y, coeff, "coeff")
     return [ctx.op("Identity", y)] if y == x else [y]

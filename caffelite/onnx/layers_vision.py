@@ -110,9 +110,18 @@ def pool2d(ctx, x, method, kernel, stride, pad, in_hw, out_hw, tag="pool", mask=
         x = ctx.op("Slice", x, ctx.ints([0, 0]), ctx.ints(src_hw), ctx.ints([2, 3]), tag=tag + "/crop")
         ends = [max(e, 0) for e in ends]
     if any(e >= k for e, k in zip(ends, kernel)):
-        ctx.fail("a pooling window lies wholly outside the input (kernel %s, stride %s, input %s)"
-                 % (kernel, stride, list(in_hw)))
-    attrs = dict(kernel_shape=list(kernel), strides=list(stride), pads=list(pad) + ends)
+        # a last window wholly outside the input (stride > kernel, no padding): Caffe gives MAX -FLT_MAX
+        # and AVE 0 / 0; ONNX pooling wants pads below the kernel, so the input is padded explicitly
+        if mask:
+            ctx.fail("the MAX mask top of a pooling window wholly outside the input (kernel %s, stride %s, input %s)"
+                     % (kernel, stride, list(in_hw)))
+        fill = -float(np.finfo(np.float32).max) if method == _P.MAX else 0.0
+        x = ctx.op("Pad", x, ctx.ints([0, 0] + list(pad) + [0, 0] + ends), ctx.const(np.float32(fill), tag + "/fill"),
+                   mode="constant", tag=tag + "/pad")
+        pads = [0, 0, 0, 0]
+    else:
+        pads = list(pad) + ends
+    attrs = dict(kernel_shape=list(kernel), strides=list(stride), pads=pads)
     if method == _P.MAX:
         if not mask:
             return ctx.op("MaxPool", x, tag=tag, **attrs)
@@ -132,7 +141,9 @@ def pool2d(ctx, x, method, kernel, stride, pad, in_hw, out_hw, tag="pool", mask=
                  for o, s, k, i, q in zip(out_hw, stride, kernel, in_hw, pad)]
         divisor = np.outer(sizes[0], sizes[1])
         if np.any(divisor != area):  # Caffe divides by the window clipped at the padded border
-            y = ctx.op("Mul", y, ctx.const((area / divisor).reshape(1, 1, *out_hw), tag + "/divisor"), tag=tag + "/fix")
+            with np.errstate(divide="ignore"):  # an empty window: 0 / 0, as in Caffe
+                factor = area / divisor
+            y = ctx.op("Mul", y, ctx.const(factor.reshape(1, 1, *out_hw), tag + "/divisor"), tag=tag + "/fix")
         return y
     # STOCHASTIC at TEST: sum x^2 / (FLT_MIN + sum x) over each window
     num = ctx.op("AveragePool", ctx.op("Mul", x, x, tag=tag + "/sq"), tag=tag + "/sumsq", **avg)

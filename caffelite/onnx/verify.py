@@ -75,7 +75,8 @@ def run_onnxruntime(model_or_path, feeds: dict, outputs=None) -> dict:
     return dict(zip(names, session.run(names, feeds)))
 
 
-def run_caffelite(net, feeds: dict, outputs) -> dict:
+def run_caffelite(net, feeds: dict, outputs, blobs=None) -> dict:
+    """caffelite's forward on ``feeds``: {output: array}, reading blob ``blobs.get(output, output)``."""
     for layer in net.layers:  # recurrent layers carry their state between passes: the export starts from 0
         if hasattr(layer, "reset"):
             layer.reset()
@@ -83,7 +84,8 @@ def run_caffelite(net, feeds: dict, outputs) -> dict:
         net.blobs[name].reshape(*value.shape)
         net.blobs[name].data[...] = value
     net.forward()
-    return {o: net.blobs[o].data.copy() for o in outputs}
+    blobs = blobs or {}
+    return {o: net.blobs[blobs.get(o, o)].data.copy() for o in outputs}
 
 
 def verify(exported, feeds: dict | None = None, seed: int = 0, model_path: str | None = None) -> list[Difference]:
@@ -98,5 +100,5 @@ def verify(exported, feeds: dict | None = None, seed: int = 0, model_path: str |
     onnx.checker.check_model(model_path or exported.model, full_check=True)
     feeds = {k: np.asarray(v, np.float32) for k, v in (feeds or random_feeds(exported, seed)).items()}
     got = run_onnxruntime(model_path or exported.model, feeds, exported.outputs)
-    ref = run_caffelite(exported.net, feeds, exported.outputs)
+    ref = run_caffelite(exported.net, feeds, exported.outputs, exported.blobs)
     return [compare(o, got[o], ref[o]) for o in exported.outputs]

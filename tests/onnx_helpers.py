@@ -1,0 +1,63 @@
+"""Shared by the ONNX export tests: random He-scaled weights and the export/compare round trip."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import caffelite
+
+onnx = pytest.importorskip("onnx", reason="the [onnx] extra is not installed")
+ort = pytest.importorskip("onnxruntime", reason="onnxruntime (a test extra) is not installed")
+
+import caffelite.onnx as conx  # noqa: E402,F401  (re-exported to the tests)
+from caffelite.onnx.exporter import prepare_net, to_onnx  # noqa: E402
+from caffelite.onnx.verify import compare, random_feeds, run_caffelite, run_onnxruntime  # noqa: E402
+
+
+def _normal(rng, shape, std: float) -> np.ndarray:
+    """Normal values of ``shape``: a block of at most 2^16 draws repeated (big blobs are filled quickly)."""
+    count = int(np.prod(shape, dtype=np.int64))
+    block = rng.standard_normal(min(count, 1 << 16), dtype=np.float32)
+    return (np.resize(block, count) * np.float32(std)).reshape(shape)
+
+
+def randomize(net: caffelite.Net, seed: int = 0) -> caffelite.Net:
+    """He-scaled random weights, so that activations stay finite and non-trivial through deep nets."""
+    rng = np.random.default_rng(seed)
+    for layer in net.layers:
+        t = layer.layer_param.type
+        for i, blob in enumerate(layer.blobs):
+            shape = blob.data.shape
+            if t == "BatchNorm":
+                value = [rng.normal(0, 0.2, shape), rng.uniform(0.5, 1.5, shape), np.ones(shape)][i]
+            elif t in ("Scale", "PReLU") and i == 0 and len(layer.layer_param.bottom) == 1:
+                value = rng.uniform(0.5, 1.5, shape) if t == "Scale" else rng.uniform(0, 0.5, shape)
+            elif len(shape) >= 2 and t not in ("Embed", "Parameter"):
+                fan_in = int(np.prod(shape[1:])) if t != "Deconvolution" else int(np.prod(shape[2:])) * shape[0]
+                value = _normal(rng, shape, np.sqrt(2.0 / max(fan_in, 1)))
+            else:
+                value = rng.normal(0, 0.1 if len(shape) <= 1 else 1.0, shape)
+            blob.data[...] = value
+    return net
+
+
+def round_trip(exported, feeds=None, seed: int = 0):
+    """Run the export in onnxruntime and caffelite on the same inputs: {output: Difference}."""
+    feeds = feeds if feeds is not None else random_feeds(exported, seed)
+    got = run_onnxruntime(exported.model, feeds, exported.outputs)
+    ref = run_caffelite(exported.net, feeds, exported.outputs, exported.blobs)
+    return {o: compare(o, got[o], ref[o]) for o in exported.outputs}, got, ref
+
+
+def assert_close(diffs: dict, tolerance: float) -> None:
+    bad = {o: (d.max_abs, d.max_rel) for o, d in diffs.items() if not d.max_rel <= tolerance}
+    assert not bad, "outputs differ from caffelite's (max abs, max rel): %s" % bad
+
+
+def export_random(net_or_path, seed: int = 0, **kwargs):
+    """Export with random He-scaled weights: build (data layers as inputs), randomize, export that net."""
+    build = {k: kwargs.pop(k) for k in ("weights", "inputs", "phase", "stages", "level") if k in kwargs}
+    prepared = prepare_net(net_or_path, **build)
+    randomize(prepared.net, seed)
+    return to_onnx(prepared, **kwargs)
