@@ -55,9 +55,42 @@ def assert_close(diffs: dict, tolerance: float) -> None:
     assert not bad, "outputs differ from caffelite's (max abs, max rel): %s" % bad
 
 
+def softmax_bottoms(net: caffelite.Net) -> list[str]:
+    """The inputs of the Softmax layers: random deep nets saturate their softmax to 0/1, so also compare these."""
+    return [layer.layer_param.bottom[0] for layer in net.layers if layer.layer_param.type == "Softmax"]
+
+
 def export_random(net_or_path, seed: int = 0, **kwargs):
-    """Export with random He-scaled weights: build (data layers as inputs), randomize, export that net."""
+    """Export with random He-scaled weights: build (data layers as inputs), randomize, export that net; the
+    Softmax inputs are outputs too."""
     build = {k: kwargs.pop(k) for k in ("weights", "inputs", "phase", "stages", "level") if k in kwargs}
     prepared = prepare_net(net_or_path, **build)
     randomize(prepared.net, seed)
-    return to_onnx(prepared, **kwargs)
+    return to_onnx(prepared, extra_outputs=softmax_bottoms(prepared.net), **kwargs)
+
+
+_FORWARD_FIELDS_IGNORED = ("name", "param", "include", "exclude", "phase", "loss_weight", "propagate_down")
+
+
+def fingerprint(net: caffelite.Net) -> str:
+    """What the TEST forward of ``net`` computes, in a hash: each layer's type, blobs, shapes and parameter
+    fields, without names, learning-rate specs, rules or fillers (weights are random in these tests)."""
+    import hashlib
+
+    from caffelite.proto import caffe_pb2
+
+    h = hashlib.sha256()
+    for layer in net.layers:
+        lp = caffe_pb2.LayerParameter()
+        lp.CopyFrom(layer.layer_param)
+        for name in _FORWARD_FIELDS_IGNORED:
+            lp.ClearField(name)
+        for descriptor, value in lp.ListFields():
+            if descriptor.message_type is not None and not descriptor.is_repeated:
+                for filler in ("weight_filler", "bias_filler", "filler"):
+                    if filler in value.DESCRIPTOR.fields_by_name:
+                        value.ClearField(filler)
+        h.update(lp.SerializeToString(deterministic=True))
+        h.update(repr([tuple(net.blobs[t].shape) for t in lp.top if t in net.blobs]).encode())
+        h.update(repr([tuple(b.shape) for b in layer.blobs]).encode())
+    return h.hexdigest()

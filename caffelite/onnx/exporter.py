@@ -152,6 +152,10 @@ def prepare(param, inputs, where: _Where):
         is_data = lp.type in DATA or (lp.type == "Python" and not len(lp.bottom) and len(lp.top)
                                       and all(t in given or t not in consumed for t in lp.top))
         if not is_data:
+            if lp.type in UNEXPORTABLE:  # before the build, which would run (import) a Python layer
+                file, line = where(lp.name)
+                raise caffelite.UnsupportedError("cannot export to ONNX: " + UNEXPORTABLE[lp.type], file=file,
+                                                 line=line, layer=lp.name, layer_type=lp.type)
             out.layer.add().CopyFrom(lp)
             continue
         declared = _data_shapes(lp) if lp.type != "Python" else [None] * len(lp.top)
@@ -187,8 +191,8 @@ def prepare(param, inputs, where: _Where):
     if unknown:
         top, lp = next(iter(unknown.items()))
         file, line = where(lp.name)
-        raise NetError("the shape of '%s' comes from %s layer '%s''s data files: give it with --input %s=N,C,H,W "
-                       "(inputs=%r in Python)" % (top, lp.type, lp.name, top, {top: "shape"}),
+        raise NetError("the shape of '%s' comes from the data files of %s layer '%s': give it with --input %s=N,C,H,W "
+                       "(in Python: inputs={'%s': (N, C, H, W)})" % (top, lp.type, lp.name, top, top),
                        file=file, line=line, layer=lp.name, layer_type=lp.type)
     return out, scores, data_tops
 
@@ -245,16 +249,17 @@ def convert(net_or_path, weights=None, inputs=None, *, phase=None, stages=None, 
 
 
 def to_onnx(prepared: Prepared, *, outputs=None, dynamic_batch: bool = False, opset: int = DEFAULT_OPSET,
-            name: str | None = None) -> Exported:
-    """The ONNX model of a prepared net (the second half of :func:`convert`)."""
+            name: str | None = None, extra_outputs=()) -> Exported:
+    """The ONNX model of a prepared net (the second half of :func:`convert`); ``extra_outputs`` are exposed
+    beside the default (or the given) outputs."""
     onnx = require_onnx()
     _load()
     if opset < MIN_OPSET:
         raise NetError("--opset %d: the exporter needs opset %d or newer" % (opset, MIN_OPSET), field="opset")
-    return _build(onnx, prepared, outputs, dynamic_batch, opset, name)
+    return _build(onnx, prepared, outputs, dynamic_batch, opset, name, list(extra_outputs))
 
 
-def _build(onnx, prepared: Prepared, outputs, dynamic, opset, name) -> Exported:
+def _build(onnx, prepared: Prepared, outputs, dynamic, opset, name, extra) -> Exported:
     helper = onnx.helper
     net, scores, where, written = prepared.net, prepared.scores, prepared.where, prepared.layer_names
     blob_names = list(net.blobs)
@@ -290,15 +295,17 @@ def _build(onnx, prepared: Prepared, outputs, dynamic, opset, name) -> Exported:
             origin[top] = top
 
     # outputs: what the user asked for, else every unread blob and the score bottoms of removed layers
-    if outputs:
-        unknown = [o for o in outputs if o not in current]
+    if outputs or extra:
+        unknown = [o for o in list(outputs or []) + extra if o not in current]
         if unknown:
             raise NetError("--output %s: no such blob in the %s net" % (", ".join(unknown), "exported"),
                            file=where.source, field="output")
-        wanted = list(dict.fromkeys(outputs))
+    if outputs:
+        wanted = list(outputs)
     else:
         wanted = [origin.get(b, b) for b in list(net.outputs) + scores]
         wanted = [b for b in dict.fromkeys(wanted) if b in current and not (b in input_shapes and current[b] == b)]
+    wanted = list(dict.fromkeys(wanted + extra))
     if not wanted:
         raise NetError("nothing to export: the net computes no output from its inputs (ask for one with --output)",
                        file=where.source)
