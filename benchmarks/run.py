@@ -6,7 +6,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-for name in ("softmax_loss", "nets", "training"):
+for name in ("softmax_loss", "nets", "training", "onnx_export"):
     try:
         module = importlib.import_module("benchmarks." + name)
     except ModuleNotFoundError as e:

@@ -154,8 +154,12 @@ def prepare(param, inputs, where: _Where):
         if not is_data:
             if lp.type in UNEXPORTABLE:  # before the build, which would run (import) a Python layer
                 file, line = where(lp.name)
-                raise caffelite.UnsupportedError("cannot export to ONNX: " + UNEXPORTABLE[lp.type], file=file,
-                                                 line=line, layer=lp.name, layer_type=lp.type)
+                why = UNEXPORTABLE[lp.type]
+                if lp.type == "Python" and not len(lp.bottom):
+                    why = ("a Python data layer is read by the net: give the shapes of its tops (%s) with --input "
+                           "NAME=N,C,H,W to make them graph inputs" % ", ".join(t for t in lp.top if t in consumed))
+                raise caffelite.UnsupportedError("cannot export to ONNX: " + why, file=file, line=line, layer=lp.name,
+                                                 layer_type=lp.type)
             out.layer.add().CopyFrom(lp)
             continue
         declared = _data_shapes(lp) if lp.type != "Python" else [None] * len(lp.top)
