@@ -42,6 +42,29 @@ def randomize(net: caffelite.Net, seed: int = 0) -> caffelite.Net:
     return net
 
 
+def normalize_scale(net: caffelite.Net, seed: int = 0) -> caffelite.Net:
+    """One forward on random inputs, rescaling each Convolution / Deconvolution / InnerProduct (weights and bias)
+    so that its output has unit standard deviation (as LSUV initialisation does).
+
+    Random residual nets otherwise grow their activations block after block, to logits of ~1e4 whose float32
+    rounding (any runtime's summation order) moves a softmax by more than 1e-4."""
+    rng = np.random.default_rng(seed)
+    for layer in net.layers:
+        if layer.layer_param.type == "Input":
+            for top in layer.layer_param.top:
+                net.blobs[top].data[...] = rng.standard_normal(net.blobs[top].shape)
+    for i, layer in enumerate(net.layers):
+        net.forward_from_to(i, i)
+        if layer.layer_param.type in ("Convolution", "Deconvolution", "InnerProduct") and layer.blobs:
+            top = net.blobs[layer.layer_param.top[0]].data
+            std = float(top.std())
+            if std > 0:
+                for blob in layer.blobs:
+                    blob.data[...] /= std
+                top /= std
+    return net
+
+
 def round_trip(exported, feeds=None, seed: int = 0):
     """Run the export in onnxruntime and caffelite on the same inputs: {output: Difference}."""
     feeds = feeds if feeds is not None else random_feeds(exported, seed)
@@ -65,7 +88,7 @@ def export_random(net_or_path, seed: int = 0, **kwargs):
     Softmax inputs are outputs too."""
     build = {k: kwargs.pop(k) for k in ("weights", "inputs", "phase", "stages", "level") if k in kwargs}
     prepared = prepare_net(net_or_path, **build)
-    randomize(prepared.net, seed)
+    normalize_scale(randomize(prepared.net, seed), seed)
     return to_onnx(prepared, extra_outputs=softmax_bottoms(prepared.net), **kwargs)
 
 

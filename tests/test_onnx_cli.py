@@ -125,13 +125,15 @@ def test_dynamic_batch(tmp_path):
             np.testing.assert_allclose(got[name], ref[name], rtol=1e-4, atol=1e-5 * np.abs(ref[name]).max())
 
 
-@pytest.mark.parametrize("opset", [13, 18, conx.DEFAULT_OPSET])
+@pytest.mark.parametrize("opset", [13, 17, 18, conx.DEFAULT_OPSET])
 def test_opsets(opset):
     exported = conx.convert(randomize(caffelite.Net(CIFAR, caffelite.TEST)), opset=opset)
     assert exported.model.opset_import[0].version == opset
     assert all(d.ok(1e-5) for d in conx.verify(exported))
     with pytest.raises(NetError):
         conx.convert(CIFAR, opset=11)
+    with pytest.raises(NetError):
+        conx.convert(CIFAR, opset=onnx.defs.onnx_opset_version() + 1)
 
 
 def test_external_data(tmp_path, monkeypatch):

@@ -19,7 +19,7 @@ __all__ = ["export", "convert", "verify", "save", "supported_types", "Exported",
 
 
 def export(net_or_path, path=None, weights=None, inputs=None, *, phase=None, stages=None, level: int = 0,
-           outputs=None, dynamic_batch: bool = False, opset: int = DEFAULT_OPSET):
+           outputs=None, dynamic_batch: bool = False, opset: int | None = None):
     """Export a Caffe net to ONNX; returns the ``onnx.ModelProto`` (also written to ``path`` when given).
 
     Parameters
@@ -39,8 +39,8 @@ def export(net_or_path, path=None, weights=None, inputs=None, *, phase=None, sta
         Accuracy layers, which are left out).
     dynamic_batch : bool
         Make axis 0 of the inputs and outputs symbolic (``N``).
-    opset : int
-        ONNX opset (default :data:`DEFAULT_OPSET`).
+    opset : int, optional
+        ONNX opset (default :data:`DEFAULT_OPSET`, the newest that onnxruntime and OpenCV 5 both load).
     """
     exported = convert(net_or_path, weights, inputs, phase=phase, stages=stages, level=level, outputs=outputs,
                        dynamic_batch=dynamic_batch, opset=opset)

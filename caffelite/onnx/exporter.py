@@ -21,8 +21,9 @@ from caffelite.onnx.convert import CONVERTERS, DATA, DROPPED, UNEXPORTABLE, _loa
 from caffelite.onnx.graph import Graph, LayerContext
 from caffelite.proto import caffe_pb2
 
-# The newest opset that both onnxruntime and OpenCV 5's ONNX importer load (tests/test_onnx_opencv.py).
-DEFAULT_OPSET = 17
+# The newest opset that both onnxruntime (1.32) and OpenCV 5's ONNX importer (5.1) load: every test passes at it
+# and at 17 (tests/test_onnx_*.py); an older onnx library that does not know it gets its own newest.
+DEFAULT_OPSET = 28
 MIN_OPSET = 13  # Split/Squeeze/Reduce* with tensor inputs, Softmax on one axis
 TWO_GB = 2 ** 31
 
@@ -245,21 +246,24 @@ def prepare_net(net_or_path, weights=None, inputs=None, *, phase=None, stages=No
 
 
 def convert(net_or_path, weights=None, inputs=None, *, phase=None, stages=None, level: int = 0, outputs=None,
-            dynamic_batch: bool = False, opset: int = DEFAULT_OPSET, name: str | None = None) -> Exported:
+            dynamic_batch: bool = False, opset: int | None = None, name: str | None = None) -> Exported:
     """Build the ONNX model of a Caffe net (see :func:`caffelite.onnx.export`); returns an :class:`Exported`."""
     require_onnx()
     prepared = prepare_net(net_or_path, weights, inputs, phase=phase, stages=stages, level=level)
     return to_onnx(prepared, outputs=outputs, dynamic_batch=dynamic_batch, opset=opset, name=name)
 
 
-def to_onnx(prepared: Prepared, *, outputs=None, dynamic_batch: bool = False, opset: int = DEFAULT_OPSET,
+def to_onnx(prepared: Prepared, *, outputs=None, dynamic_batch: bool = False, opset: int | None = None,
             name: str | None = None, extra_outputs=()) -> Exported:
     """The ONNX model of a prepared net (the second half of :func:`convert`); ``extra_outputs`` are exposed
     beside the default (or the given) outputs."""
     onnx = require_onnx()
     _load()
-    if opset < MIN_OPSET:
-        raise NetError("--opset %d: the exporter needs opset %d or newer" % (opset, MIN_OPSET), field="opset")
+    newest = onnx.defs.onnx_opset_version()
+    opset = min(DEFAULT_OPSET, newest) if opset is None else int(opset)
+    if not MIN_OPSET <= opset <= newest:
+        raise NetError("--opset %d: the exporter needs an opset from %d to %d (the newest this onnx %s knows)"
+                       % (opset, MIN_OPSET, newest, onnx.__version__), field="opset")
     return _build(onnx, prepared, outputs, dynamic_batch, opset, name, list(extra_outputs))
 
 

@@ -51,8 +51,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--output", action="append", default=None, metavar="BLOB",
                    help="expose this blob as an output instead of the default ones (repeatable)")
     p.add_argument("--dynamic-batch", action="store_true", help="make axis 0 of the inputs and outputs symbolic")
-    p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset (default %(default)s: the newest "
-                   "that both onnxruntime and OpenCV 5 load)")
+    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default %d: the newest that both "
+                   "onnxruntime and OpenCV 5 load; 17 for older runtimes)" % DEFAULT_OPSET)
     p.add_argument("--verify", action="store_true",
                    help="check the model and compare onnxruntime's outputs with caffelite's (exit 1 beyond 1e-4)")
     p.add_argument("--verify-input", action="append", type=_file_arg, default=[], metavar="NAME=FILE.npy",
@@ -81,8 +81,9 @@ def run(args) -> int:
                        opset=args.opset)
     save(exported.model, args.output_file)
     size = sum(len(t.raw_data) for t in exported.model.graph.initializer)
-    print("wrote %s: opset %d, %d nodes, %.1f MB of weights" % (args.output_file, args.opset,
-                                                               len(exported.model.graph.node), size / 1e6))
+    opset = exported.model.opset_import[0].version
+    print("wrote %s: opset %d, %d nodes, %.1f MB of weights" % (args.output_file, opset, len(exported.model.graph.node),
+                                                               size / 1e6))
     for name, shape in exported.inputs.items():
         print("  input  %-24s %s" % (name, _shape(shape)))
     for name, blob in exported.blobs.items():
