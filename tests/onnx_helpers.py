@@ -15,11 +15,13 @@ from caffelite.onnx.exporter import prepare_net, to_onnx  # noqa: E402
 from caffelite.onnx.verify import compare, random_feeds, run_caffelite, run_onnxruntime  # noqa: E402
 
 
-def _normal(rng, shape, std: float) -> np.ndarray:
-    """Normal values of ``shape``: a block of at most 2^16 draws repeated (big blobs are filled quickly)."""
-    count = int(np.prod(shape, dtype=np.int64))
-    block = rng.standard_normal(min(count, 1 << 16), dtype=np.float32)
-    return (np.resize(block, count) * np.float32(std)).reshape(shape)
+def _fill_normal(rng, out: np.ndarray, std: float) -> None:
+    """Normal values into ``out``: a block of at most 2^16 draws, repeated (big blobs are filled in one pass)."""
+    flat = out.reshape(-1)
+    block = rng.standard_normal(min(flat.size, 1 << 16), dtype=np.float32) * np.float32(std)
+    for start in range(0, flat.size, block.size):
+        chunk = flat[start:start + block.size]
+        chunk[...] = block[:chunk.size]
 
 
 def randomize(net: caffelite.Net, seed: int = 0) -> caffelite.Net:
@@ -35,7 +37,8 @@ def randomize(net: caffelite.Net, seed: int = 0) -> caffelite.Net:
                 value = rng.uniform(0.5, 1.5, shape) if t == "Scale" else rng.uniform(0, 0.5, shape)
             elif len(shape) >= 2 and t not in ("Embed", "Parameter"):
                 fan_in = int(np.prod(shape[1:])) if t != "Deconvolution" else int(np.prod(shape[2:])) * shape[0]
-                value = _normal(rng, shape, np.sqrt(2.0 / max(fan_in, 1)))
+                _fill_normal(rng, blob.data, np.sqrt(2.0 / max(fan_in, 1)))
+                continue
             else:
                 value = rng.normal(0, 0.1 if len(shape) <= 1 else 1.0, shape)
             blob.data[...] = value
