@@ -17,6 +17,7 @@ import os
 
 import pytest
 
+import caffelite
 from tests.onnx_helpers import (
     assert_close,
     conx,
@@ -164,6 +165,6 @@ def test_train_val_net_exports_exactly(rel):
 
 @pytest.mark.parametrize("rel", sorted(NOT_EXPORTABLE))
 def test_not_exportable_net_says_why(rel):
-    with pytest.raises(conx.exporter.CaffeliteError) as err:
+    with pytest.raises(caffelite.CaffeliteError) as err:
         conx.convert(os.path.join(CORPUS, rel))
     assert err.value.file and err.value.line and err.value.layer
