@@ -6,7 +6,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-for name in ("softmax_loss", "nets", "training", "blas_threads", "inference", "torch_engine"):
+for name in ("softmax_loss", "nets", "training", "blas_threads", "inference", "onnx_export",
+             "torch_engine"):
     try:
         module = importlib.import_module("benchmarks." + name)
     except ModuleNotFoundError as e:

@@ -26,6 +26,7 @@ COMMANDS = {
     "explain": "explain",
     "draw": "draw",
     "upgrade": "upgrade",
+    "export": "export",
     "convert-imageset": "convert_imageset",
     "compute-image-mean": "compute_image_mean",
     "plot-log": "plot_log",

@@ -29,7 +29,7 @@ ORDER = [
     ["upgrade"],
     ["net_passes", "net_pycaffe", "net"],  # net_pycaffe: pycaffe's Net surface, the base class of Net
     ["solvers", "testing", "shape_inference", "net_spec"],
-    ["checker", "explain", "draw", "torch"],  # torch: the PyTorch engine (CaffeNet, solvers, train)
+    ["checker", "explain", "draw", "onnx", "torch"],  # onnx: export; torch: the PyTorch engine
     ["pycaffe", "compat", "tools", "cli", "__init__", "__main__"],  # caffelite/__init__.py may import anything
 ]
 LEVEL = {name: level for level, names in enumerate(ORDER) for name in names}
