@@ -7,14 +7,17 @@ Silence and TEST-time Dropout add no node.
 
 from __future__ import annotations
 
-CONVERTERS = {}
+from caffelite.layer_factory import layer_types_where
+from caffelite.onnx.registry import CONVERTERS, converter
 
-# A layer of these types is left out of the exported graph: a loss or a metric needs labels.
-DROPPED = {"Accuracy", "SoftmaxWithLoss", "EuclideanLoss", "HingeLoss", "InfogainLoss", "MultinomialLogisticLoss",
-           "SigmoidCrossEntropyLoss", "ContrastiveLoss"}
+__all__ = ["CONVERTERS", "converter", "DROPPED", "DATA", "UNEXPORTABLE", "supported_types"]
 
-# Data layers: their tops become the graph's inputs.
-DATA = {"Input", "Data", "ImageData", "HDF5Data", "MemoryData", "WindowData", "DummyData"}
+# A layer of these types is left out of the exported graph: a loss or a metric needs labels
+# (the facts live on the layer classes: Layer.is_loss).
+DROPPED = layer_types_where(lambda cls: cls.is_loss) | {"Accuracy"}
+
+# Data layers (Layer.provides_data) and Input: their tops become the graph's inputs.
+DATA = layer_types_where(lambda cls: cls.provides_data) | {"Input"}
 
 # Layers that cannot be expressed, with the reason given to the user.
 UNEXPORTABLE = {
@@ -22,15 +25,6 @@ UNEXPORTABLE = {
     "HDF5Output": "HDF5Output writes files; it has no graph output",
     "Filter": "Filter's top has a data-dependent number of items (static ONNX shapes cannot follow it)",
 }
-
-
-def converter(*types: str):
-    """Register ``fn`` as the converter of the Caffe layer types ``types``."""
-    def register(fn):
-        for t in types:
-            CONVERTERS[t] = fn
-        return fn
-    return register
 
 
 def _load():

@@ -14,8 +14,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-import caffelite
-from caffelite.errors import CaffeliteError, MissingDependencyError, NetError, ShapeError, WeightsError
+from caffelite._version import __version__
+from caffelite.common import TEST
+from caffelite.errors import (
+    CaffeliteError,
+    MissingDependencyError,
+    NetError,
+    ShapeError,
+    UnsupportedError,
+    WeightsError,
+)
+from caffelite.net import Net
 from caffelite.onnx import _caffelite
 from caffelite.onnx.convert import CONVERTERS, DATA, DROPPED, UNEXPORTABLE, _load
 from caffelite.onnx.graph import Graph, LayerContext
@@ -43,7 +52,7 @@ class Exported:
     """An export: the ONNX model, the caffelite net it was read from (for verification), and its interface."""
 
     model: object
-    net: caffelite.Net
+    net: Net
     inputs: dict = field(default_factory=dict)  # graph input name -> static shape
     outputs: list = field(default_factory=list)  # graph output names
     blobs: dict = field(default_factory=dict)  # graph output name -> Caffe blob (the same but for NAME:out)
@@ -115,7 +124,7 @@ def _data_shapes(lp, batch_hint=None):
 def _load_param(net_or_path):
     """(NetParameter, source path or None, the Net whose weights to use or None) from a path, a NetParameter or
     a Net."""
-    if isinstance(net_or_path, caffelite.Net):
+    if isinstance(net_or_path, Net):
         param = caffe_pb2.NetParameter()
         param.CopyFrom(net_or_path.param)
         return param, getattr(net_or_path, "_source", None), net_or_path
@@ -159,7 +168,7 @@ def prepare(param, inputs, where: _Where):
                 if lp.type == "Python" and not len(lp.bottom):
                     why = ("a Python data layer is read by the net: give the shapes of its tops (%s) with --input "
                            "NAME=N,C,H,W to make them graph inputs" % ", ".join(t for t in lp.top if t in consumed))
-                raise caffelite.UnsupportedError("cannot export to ONNX: " + why, file=file, line=line, layer=lp.name,
+                raise UnsupportedError("cannot export to ONNX: " + why, file=file, line=line, layer=lp.name,
                                                  layer_type=lp.type)
             out.layer.add().CopyFrom(lp)
             continue
@@ -206,7 +215,7 @@ def prepare(param, inputs, where: _Where):
 class Prepared:
     """A caffelite net built for export: data layers as inputs, loss / Accuracy layers left out."""
 
-    net: caffelite.Net
+    net: Net
     scores: list  # bottoms of the layers left out: default outputs
     where: _Where
     layer_names: set  # the layers written in the prototxt (the others are Splits the net inserted)
@@ -214,7 +223,7 @@ class Prepared:
 
 def prepare_net(net_or_path, weights=None, inputs=None, *, phase=None, stages=None, level: int = 0) -> Prepared:
     """Parse, filter and build the net as it will be exported (the first half of :func:`convert`)."""
-    phase = caffelite.TEST if phase is None else phase
+    phase = TEST if phase is None else phase
     param, source, built = _load_param(net_or_path)
     where = _Where(source, _layer_lines(source))
     param.state.phase = phase
@@ -226,7 +235,7 @@ def prepare_net(net_or_path, weights=None, inputs=None, *, phase=None, stages=No
     try:
         filtered = _caffelite.filter_net(param, source)
         prepared, scores, _data_tops = prepare(filtered, inputs, where)
-        net = caffelite.Net(prepared, phase)
+        net = Net(prepared, phase)
     except CaffeliteError as e:
         raise where.context(e) from e.__cause__
     if built is not None:  # a built net: its parameters, layer by layer (the same param gives the same shapes)
@@ -292,7 +301,7 @@ def _build(onnx, prepared: Prepared, outputs, dynamic, opset, name, extra) -> Ex
         if lp.type in UNEXPORTABLE or lp.type not in CONVERTERS:
             file, line = where(lp.name)
             why = UNEXPORTABLE.get(lp.type, "no ONNX export is defined for layer type '%s'" % lp.type)
-            raise caffelite.UnsupportedError("cannot export to ONNX: " + why, file=file, line=line, layer=lp.name,
+            raise UnsupportedError("cannot export to ONNX: " + why, file=file, line=line, layer=lp.name,
                                              layer_type=lp.type)
         ctx = LayerContext(graph, lp, [np.asarray(b.data, np.float32) for b in layer.blobs],
                            [current[b] for b in lp.bottom], [list(net.blobs[b].shape) for b in lp.bottom],
@@ -361,7 +370,7 @@ def _build(onnx, prepared: Prepared, outputs, dynamic, opset, name, extra) -> Ex
                           [info(g, net.blobs[b].shape, dynamic) for g, b in names.items()], initializer=initializers)
     opsets = [helper.make_opsetid("", opset)]
     model = helper.make_model(g, opset_imports=opsets, producer_name="caffelite",
-                              producer_version=caffelite.__version__,
+                              producer_version=__version__,
                               ir_version=helper.find_min_ir_version_for(opsets))
     return Exported(model, net, {n: input_shapes[n] for n in graph_inputs}, list(names), names, where.source)
 

@@ -10,7 +10,7 @@ import sys
 
 import numpy as np
 
-from caffelite.onnx.convert import converter
+from caffelite.onnx.registry import converter
 from caffelite.proto import caffe_pb2
 
 

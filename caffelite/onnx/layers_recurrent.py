@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from caffelite.onnx.convert import converter
+from caffelite.onnx.registry import converter
 
 
 def _lstm_step(ctx, c_prev, gates, cont_col, hidden: int, t: int):

@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from caffelite.onnx.convert import converter
+from caffelite.onnx.registry import converter
 from caffelite.proto import caffe_pb2
 
 _P = caffe_pb2.PoolingParameter
