@@ -57,7 +57,8 @@ def _window_sum(a: np.ndarray, kernel, stride, out_shape, lead) -> np.ndarray:
 
 def _window_max(a: np.ndarray, kernel, stride, out_shape, lead) -> np.ndarray:
     """Maxima over every pooling window of ``a`` (N, C, H, W), -inf outside (Caffe clips windows to the
-    image); separable like :func:`_window_sum`.  Returns (N, C, oh, ow)."""
+    image); separable like :func:`_window_sum`.  Returns (N, C, oh, ow), at least -FLT_MAX: Caffe's
+    running maximum starts there, so a window wholly outside the image gives -FLT_MAX, not -inf."""
     (kh, kw), (sh, sw), (oh, ow) = kernel, stride, out_shape
     ap = _pad_to(a, lead, (oh - 1) * sh + kh, (ow - 1) * sw + kw, -np.inf)
     rows = ap[:, :, 0:(oh - 1) * sh + 1:sh].copy()
@@ -66,6 +67,7 @@ def _window_max(a: np.ndarray, kernel, stride, out_shape, lead) -> np.ndarray:
     out = rows[..., 0:(ow - 1) * sw + 1:sw].copy()
     for j in range(1, kw):
         np.maximum(out, rows[..., j:j + (ow - 1) * sw + 1:sw], out=out)
+    np.maximum(out, np.finfo(out.dtype).min, out=out)
     return out
 
 
