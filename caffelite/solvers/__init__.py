@@ -37,6 +37,7 @@ from caffelite.solvers.solver import (
     get_solver,
     register_solver,
     snapshot_prefix_property,
+    solver_param,
     solver_type_list,
 )
 
@@ -44,5 +45,5 @@ __all__ = [
     "LR_POLICIES", "learning_rate", "lr_fixed", "lr_step", "lr_exp", "lr_inv", "lr_multistep", "lr_poly",
     "lr_sigmoid", "Solver", "SGDSolver", "NesterovSolver", "AdaGradSolver", "RMSPropSolver",
     "AdaDeltaSolver", "AdamSolver", "get_solver", "create_solver", "register_solver", "solver_type_list",
-    "SignalHandler", "snapshot_prefix_property", "ACTIONS",
+    "SignalHandler", "snapshot_prefix_property", "solver_param", "ACTIONS",
 ]

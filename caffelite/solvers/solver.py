@@ -62,7 +62,9 @@ def snapshot_prefix_property(param, solver_file: str) -> bool:
     return True
 
 
-def _solver_param(source) -> tuple[caffe_pb2.SolverParameter, str | None]:
+def solver_param(source) -> tuple[caffe_pb2.SolverParameter, str | None]:
+    """A SolverParameter (copied and upgraded) or a solver file's path -> (param, path or None); a file's
+    ``snapshot_prefix`` defaults to its path without the extension (see snapshot_prefix_property)."""
     if isinstance(source, caffe_pb2.SolverParameter):
         param = caffe_pb2.SolverParameter()
         param.CopyFrom(source)
@@ -88,7 +90,7 @@ def create_solver(param: caffe_pb2.SolverParameter, source: str | None = None) -
 
 def get_solver(source) -> Solver:
     """pycaffe's ``caffe.get_solver``: the solver of the file's (or SolverParameter's) ``type``."""
-    param, path = _solver_param(source)
+    param, path = solver_param(source)
     return create_solver(param, path)
 
 
@@ -105,7 +107,7 @@ class Solver:
         if _read:  # create_solver hands over parameters already read and upgraded
             param, path = source, _file
         else:
-            param, path = _solver_param(source)
+            param, path = solver_param(source)
         if param.type != self.type and self.type:
             log.info("Solver file asks for type '%s'; creating a %s solver as requested", param.type, self.type)
         self.param = param

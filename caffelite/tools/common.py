@@ -114,3 +114,20 @@ def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log", metavar="FILE", help="also write the log to FILE")
 
 
+
+
+def solve(solver, param, args, logs: ToolLogging, signals, log: logging.Logger, show_bar: bool = True) -> None:
+    """Caffe's ``train`` after the solver is built: progress bar on a terminal, the signal actions,
+    resume from ``--snapshot``, and the "Starting Optimization" / "Optimization Done." lines."""
+    if show_bar and sys.stderr.isatty() and param.max_iter - solver.iter >= 100:
+        bar = ProgressBar(sys.stderr, param.max_iter)
+        logs.stderr_handler.bar = bar
+        solver.add_callback(on_start=lambda: bar.update(solver.iter))
+    log.info("Starting Optimization")
+    solver.set_action_function(signals.action)
+    if args.snapshot:
+        log.info("Resuming from %s", args.snapshot)
+    solver.solve(args.snapshot or None)
+    if logs.stderr_handler.bar is not None:
+        logs.stderr_handler.bar.clear()
+    log.info("Optimization Done.")

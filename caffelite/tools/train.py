@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 
 from caffelite.errors import SolverError
-from caffelite.tools.common import ProgressBar, ToolLogging, add_common, gpu_flag, stages_from
+from caffelite.tools.common import ToolLogging, add_common, gpu_flag, solve, stages_from
 
 log = logging.getLogger("caffelite.tools")
 
@@ -80,17 +79,6 @@ def run(args) -> int:
             param.weights.append(args.weights)
         log.info("Use CPU.")
         solver = create_solver(param, args.solver)
-        if sys.stderr.isatty() and param.max_iter - solver.iter >= 100:
-            bar = ProgressBar(sys.stderr, param.max_iter)
-            logs.stderr_handler.bar = bar
-            solver.add_callback(on_start=lambda: bar.update(solver.iter))
-        log.info("Starting Optimization")
         with SignalHandler(args.sigint_effect, args.sighup_effect) as signals:
-            solver.set_action_function(signals.action)
-            if args.snapshot:
-                log.info("Resuming from %s", args.snapshot)
-            solver.solve(args.snapshot or None)
-        if logs.stderr_handler.bar is not None:
-            logs.stderr_handler.bar.clear()
-        log.info("Optimization Done.")
+            solve(solver, param, args, logs, signals, log)
     return 0

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import sys
 
 import torch
 
 from caffelite.errors import SolverError
 from caffelite.solvers import SignalHandler, snapshot_prefix_property
-from caffelite.tools.common import ProgressBar, ToolLogging, stages_from
+from caffelite.tools.common import ToolLogging, solve, stages_from
 from caffelite.torch.distributed import gpu_ids, init_worker, launch, world
 from caffelite.torch.train import create_solver, resolve_device
 from caffelite.upgrade import read_solver_param
@@ -91,19 +90,8 @@ def _train(args, signals, local: int) -> int:
                 tool_log.info("Rank %d of %d: batches of the net's batch size on every rank (%s backend)",
                               rank, size, torch.distributed.get_backend())
             solver = create_solver(param, args.solver, device, rank, size)
-            if rank == 0 and sys.stderr.isatty() and param.max_iter - solver.iter >= 100:
-                bar = ProgressBar(sys.stderr, param.max_iter)
-                logs.stderr_handler.bar = bar
-                solver.add_callback(on_start=lambda: bar.update(solver.iter))
-            tool_log.info("Starting Optimization")
             with signals if size == 1 else contextlib.nullcontext():
-                solver.set_action_function(signals.action)
-                if args.snapshot:
-                    tool_log.info("Resuming from %s", args.snapshot)
-                solver.solve(args.snapshot or None)
-            if logs.stderr_handler.bar is not None:
-                logs.stderr_handler.bar.clear()
-            tool_log.info("Optimization Done.")
+                solve(solver, param, args, logs, signals, tool_log, show_bar=rank == 0)
     finally:
         if size > 1 and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections.abc import Iterable
 
 import numpy as np
@@ -52,9 +51,8 @@ from caffelite.solvers import (
     RMSPropSolver,
     SGDSolver,
     learning_rate,
-    snapshot_prefix_property,
+    solver_param,
 )
-from caffelite.upgrade import read_solver_param
 
 __all__ = ["CaffeOptimizer", "CaffeLR", "solver", "solver_param", "param_groups", "HISTORY_SETS"]
 
@@ -66,22 +64,6 @@ SOLVER_CLASSES = {cls.type: cls for cls in (SGDSolver, NesterovSolver, AdaGradSo
                                             AdaDeltaSolver, AdamSolver)}
 # history blobs per learnable parameter, in Caffe's SolverState order (all of set 0, then all of set 1)
 HISTORY_SETS = {name: cls.history_sets for name, cls in SOLVER_CLASSES.items()}
-
-
-def solver_param(source) -> tuple[caffe_pb2.SolverParameter, str | None]:
-    """A SolverParameter (copied and upgraded) or a solver file's path → (param, path or None); as in
-    caffelite's ``get_solver``, a file's ``snapshot_prefix`` defaults to its path without the extension."""
-    if isinstance(source, caffe_pb2.SolverParameter):
-        from caffelite.upgrade import upgrade_solver_as_needed
-
-        param = caffe_pb2.SolverParameter()
-        param.CopyFrom(source)
-        upgrade_solver_as_needed(param, None)
-        return param, None
-    path = os.fspath(source)
-    param = read_solver_param(path)
-    snapshot_prefix_property(param, path)
-    return param, path
 
 
 def check_solver_param(param: caffe_pb2.SolverParameter, source: str | None = None) -> None:
