@@ -51,13 +51,30 @@ def _norm(param, blob: Blob) -> float:
 
 
 def _uniform(g: np.random.Generator, data: np.ndarray, low: float, high: float) -> None:
-    """U(low, high) straight into ``data`` (float32 draws for float32 blobs: no float64 temporary)."""
+    """U(low, high) straight into ``data`` (float32 draws for float32 blobs: no float64 temporary).
+
+    Every value lies in [low, high), as Caffe's ``uniform_real`` draws in [a, b): a bound rounded
+    outwards to float32 (``float32(-sqrt(3/2000)) < -sqrt(3/2000)``), or the rounding of the
+    multiply-add, would otherwise step just outside the interval.
+    """
     if data.dtype in (np.float32, np.float64):
         g.random(out=data.reshape(-1), dtype=data.dtype)
         data *= high - low
         data += low
+        if high > low:
+            np.clip(data, *_inner_bounds(data.dtype.type, low, high), out=data)
     else:
         data[...] = g.uniform(low, high, data.shape)
+
+
+def _inner_bounds(dtype, low: float, high: float):
+    """The least ``dtype`` value >= low and the greatest one < high."""
+    lo, hi = dtype(low), dtype(high)
+    if float(lo) < low:  # compared as Python floats: NumPy would round ``low`` to ``dtype`` first
+        lo = np.nextafter(lo, dtype(np.inf))
+    if float(hi) >= high:
+        hi = np.nextafter(hi, dtype(-np.inf))
+    return lo, hi
 
 
 def _normal(g: np.random.Generator, data: np.ndarray, mean: float, std: float) -> None:

@@ -396,6 +396,19 @@ class Net(PycaffeNet):
         return [list(b) for b in self._bottom_need_backward]
 
     @property
+    def layer_names(self) -> list[str]:
+        """Caffe's Net::layer_names (pycaffe's ``net._layer_names``), by layer index."""
+        return list(self._layer_names)
+
+    def bottom_ids(self, layer_id: int) -> list[int]:
+        """Caffe's Net::bottom_ids: the blob indices of layer ``layer_id``'s bottoms."""
+        return list(self._bottom_ids[layer_id])
+
+    def top_ids(self, layer_id: int) -> list[int]:
+        """Caffe's Net::top_ids: the blob indices of layer ``layer_id``'s tops."""
+        return list(self._top_ids[layer_id])
+
+    @property
     def bottom_vecs(self) -> list[list[Blob]]:
         """Per layer, its bottom blobs (Caffe's Net::bottom_vecs)."""
         return [self._layer_blobs(i)[0] for i in range(len(self.layers))]

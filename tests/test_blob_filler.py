@@ -75,6 +75,27 @@ def test_xavier_and_msra_scales(norm):
     assert abs(m.std() - math.sqrt(2 / n)) < 0.03 * math.sqrt(2 / n)
 
 
+class _ExtremeDraws:
+    """A generator whose uniform draws are the extremes of [0, 1) in the requested dtype."""
+
+    def random(self, out, dtype):
+        one = np.dtype(dtype).type(1)
+        out[...] = 0
+        out[1::2] = np.nextafter(one, 0 * one)
+
+
+@pytest.mark.parametrize("kw,bound", [(dict(type="xavier", variance_norm=caffe_pb2.FillerParameter.FAN_OUT),
+                                       math.sqrt(3 / 2000)),
+                                      (dict(type="uniform", min=-math.sqrt(0.1), max=math.sqrt(0.1)),
+                                       math.sqrt(0.1))])
+def test_uniform_draws_never_leave_the_interval_in_float32(monkeypatch, kw, bound):
+    """float32(-sqrt(3/2000)) < -sqrt(3/2000): the extreme draws still land in [-a, a), as Caffe's [a, b)."""
+    monkeypatch.setattr("caffelite.filler.rng", _ExtremeDraws)
+    x = _blob((100, 3, 4, 5), **kw)
+    assert x.min() >= -bound and x.max() < bound
+    assert x.min() < -bound + 1e-7 and x.max() > bound - 1e-7  # the extremes were drawn
+
+
 def test_bilinear_is_the_upsampling_kernel():
     x = _blob((2, 1, 4, 4), type="bilinear")
     t = np.array([0.25, 0.75, 0.75, 0.25])

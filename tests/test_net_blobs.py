@@ -215,3 +215,13 @@ def test_two_anonymous_losses_both_count_though_one_key_shows_the_last():
     total = net.forward_from_to()
     np.testing.assert_allclose(total, meta["loss"], rtol=1e-5)
     assert abs(total - shown) > 1e-3  # the key holds reg_loss's blob only
+
+
+def test_caffes_layer_and_blob_index_accessors():
+    net = make_net(TWO_LOSSES)
+    assert net.layer_names == ["d", "label_d_1_split", "ip", "ip_ip_0_split", "loss1", "loss2"]
+    for i, name in enumerate(net.layer_names):
+        assert [net.blob_names[j] for j in net.bottom_ids(i)] == net.bottom_names[name]
+        assert [net.blob_names[j] for j in net.top_ids(i)] == net.top_names[name]
+        assert len(net.bottom_ids(i)) == len(net.bottom_vecs[i]) == len(net.bottom_need_backward[i])
+    assert net.top_ids(len(net.layer_names) - 1) == [len(net.blob_names) - 1]  # loss2's (automatic), the last blob

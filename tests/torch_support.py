@@ -102,7 +102,7 @@ def _backward(module, trace, ref, names, dev) -> dict:
     for name, t in trace.data.items():
         if name in seeds:
             term = (t * seeds[name]).sum()
-        elif name in module.loss_weights and name in module.outputs:
+        elif name in module.loss_weights:  # every loss top, outputs and anonymous (automatic) ones alike
             term = t.sum() * module.loss_weights[name]
         else:
             continue

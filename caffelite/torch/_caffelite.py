@@ -24,24 +24,41 @@ from caffelite.upgrade import read_net_param
 
 __all__ = ["Blob", "BackwardError", "CaffeliteError", "LabelError", "LayerError", "MissingDependencyError",
            "NetError", "ShapeError", "UnsupportedError", "TEST", "TRAIN", "ConvGeometry", "pooled_size",
-           "pooling_setup", "Net", "filter_net", "read_net_param", "caffe_pb2", "net_wiring", "layer_blobs",
-           "layer_names"]
+           "pooling_setup", "Net", "filter_net", "read_net_param", "caffe_pb2", "blob_keys", "net_wiring",
+           "layer_blobs", "layer_names"]
+
+
+def blob_keys(net: Net) -> list[str]:
+    """A name per blob index: the blob's name where ``net.blobs`` shows that blob under it (pycaffe's
+    key: the last blob of a name, so ``(automatic)`` is the last anonymous loss top), else
+    ``"<name>#<index>"`` (the other ``(automatic)`` blobs)."""
+    names = net.blob_names
+    last = {n: i for i, n in enumerate(names)}
+    return [n if last[n] == i else "%s#%d" % (n, i) for i, n in enumerate(names)]
 
 
 def net_wiring(net: Net):
-    """What the bridge reads from a built Net, by layer: (bottom blob names, top blob names, bottom
-    need-backward flags) and, by (layer, param) index, the learnable parameter id (shared ones share it)."""
-    index = net._blob_index
-    names = [n if index.get(n) == i else "%s#%d" % (n, i) for i, n in enumerate(net._blob_names)]
-    layers = [([names[i] for i in b], [names[i] for i in t], list(need))
-              for b, t, need in zip(net._bottom_ids, net._top_ids, net._bottom_need_backward)]
-    return layers, dict(net._param_learnable_id)
+    """What the bridge reads from a built Net, by layer: (bottom blob keys, top blob keys, bottom
+    need-backward flags; keys as :func:`blob_keys`) and, by (layer, param) index, the learnable
+    parameter id (Caffe's learnable_param_ids_: shared ones take their owner's)."""
+    keys = blob_keys(net)
+    layers = [([keys[i] for i in net.bottom_ids(lid)], [keys[i] for i in net.top_ids(lid)], list(need))
+              for lid, need in enumerate(net.bottom_need_backward)]
+    where = net.param_layer_indices
+    learnable: dict = {}
+    n_owned = 0
+    for k, owner in enumerate(net.param_owners):
+        if owner < 0:
+            learnable[where[k]], n_owned = n_owned, n_owned + 1
+        else:
+            learnable[where[k]] = learnable[where[owner]]
+    return layers, learnable
 
 
 def layer_blobs(net: Net, layer_id: int):
     """The (bottom, top) Blobs of one layer of a built Net."""
-    return net._layer_blobs(layer_id)
+    return net.bottom_vecs[layer_id], net.top_vecs[layer_id]
 
 
 def layer_names(net: Net) -> list[str]:
-    return list(net._layer_names)
+    return net.layer_names

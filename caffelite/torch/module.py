@@ -10,13 +10,20 @@ bottoms get a gradient); each layer then runs as torch operations (``caffelite.t
   ``%2E`` (:func:`param_name`).  ``param_specs`` gives each one's ``lr_mult`` and ``decay_mult``.
   A parameter gets a gradient (``requires_grad``) when Caffe computes its diff: ``lr_mult`` > 0 or
   ``force_backward`` (BatchNorm's statistics never: they are updated in place by the forward).
-- ``forward(**inputs)`` returns the net's output blobs; ``blobs=[...]`` adds others.  Inputs are
+- ``forward(**inputs)`` returns the net's output blobs (Caffe's, by blob index), then the blobs named
+  in ``blobs=[...]``, then the loss tops that are no output: the anonymous top Caffe gives a loss
+  layer without ``top`` (V0/V1 nets), named ``(automatic)`` as in ``net.blobs`` (with several, the
+  last one; the others ``(automatic)#<blob index>``), so ``total_loss`` sees every loss.  Inputs are
   the tops of Input layers and, optionally, of data layers: a data layer whose tops are not given
   (Data, ImageData, HDF5Data, MemoryData, WindowData, DummyData) runs caffelite's NumPy layer and
   reads the same records as caffelite's Net would.
 - A bottom with ``propagate_down: false``, and a bottom Caffe never sends a gradient to (labels),
   is detached; ``total_loss(outputs)`` = :math:`\\sum` loss_weight · top, so
   ``total_loss(out).backward()`` leaves Caffe's diffs in the parameters' ``.grad``.
+- Blobs are Caffe's: Reshape, Flatten, a one-bottom Concat and a one-top Slice make their top a view
+  of the bottom's data and diff (ShareData/ShareDiff), so an in-place layer on either name changes
+  what both show, and each name's gradient (``trace.source``) is the one below every in-place layer
+  on the shared buffer, as Caffe's ``net.blobs[name].diff`` after backward.
 - The phase is fixed when the module is built, as Caffe's: ``.train()`` / ``.eval()`` change nothing.
 - Python layers, HDF5Output, and the configurations no torch op covers (convolutions with more than
   three spatial axes, N-d Im2col) run caffelite's NumPy layer inside ``torch.autograd.Function``
@@ -41,8 +48,8 @@ from caffelite.torch._caffelite import (
     Net,
     NetError,
     ShapeError,
+    blob_keys,
     caffe_pb2,
-    layer_blobs,
     layer_names,
     net_wiring,
 )
@@ -68,7 +75,9 @@ def param_name(layer_name: str, index: int) -> str:
 
 class Trace:
     """One forward pass's blobs: ``data[name]`` is a blob's final tensor (after any in-place layers),
-    ``source[name]`` the tensor its producer wrote first, whose gradient is Caffe's ``blob.diff``."""
+    ``source[name]`` the tensor its producer wrote first, whose gradient is Caffe's ``blob.diff``
+    (for the tops that view their bottom, the tensor the first producer of the shared buffer wrote,
+    in the top's shape)."""
 
     def __init__(self):
         self.data: OrderedDict = OrderedDict()
@@ -78,6 +87,15 @@ class Trace:
 class _Step:
     __slots__ = ("index", "name", "type", "bottoms", "tops", "detach", "params", "fn", "kind", "layer",
                  "no_grad")
+
+
+def shares_bottom(lp) -> bool:
+    """Whether Caffe's layer makes its top a view of its bottom's data and diff (ShareData and ShareDiff
+    in reshape_layer.cpp, flatten_layer.cpp, concat_layer.cpp with one bottom, slice_layer.cpp with one
+    top); in place it is one blob anyway."""
+    if len(lp.bottom) != 1 or len(lp.top) != 1 or lp.top[0] == lp.bottom[0]:
+        return False
+    return lp.type in ("Reshape", "Flatten", "Concat", "Slice")
 
 
 class CaffeNet(nn.Module):
@@ -104,6 +122,8 @@ class CaffeNet(nn.Module):
         self.register_buffer("_probe", torch.zeros((), dtype=torch.float32), persistent=False)
         wiring, learnable_id = net_wiring(net)
         names = layer_names(net)
+        self._bottom_vecs, self._top_vecs = net.bottom_vecs, net.top_vecs
+        loss_weights: OrderedDict = OrderedDict()  # by blob key: the last writer's weight, as Caffe's
         self._owner_blob: list = []  # per learnable parameter: the caffelite Blob that holds it
         self._param_names: list[str] = []
         specs = OrderedDict()
@@ -111,6 +131,8 @@ class CaffeNet(nn.Module):
         grads: dict[int, bool] = {}
         self._steps: list[_Step] = []
         self._input_names: list[str] = []
+        self._view_root: dict[str, str] = {}  # a view top -> the blob that owns the shared buffer
+        self._views: dict[str, list[_Step]] = {}  # that blob -> the view steps on its buffer, in order
         for lid, layer in enumerate(net.layers):
             lp = layer.layer_param
             entries = []
@@ -130,6 +152,8 @@ class CaffeNet(nn.Module):
             st.detach = [(j < len(explicit) and not explicit[j]) or not layer.allow_force_backward(j)
                          for j in range(len(bottoms))]
             st.no_grad = not getattr(layer, "has_backward", True)
+            for j, name in enumerate(tops):
+                loss_weights[name] = float(layer.loss(j))
             if not bottoms and lp.type == "Input":
                 st.kind, st.fn = "input", None
                 self._input_names.extend(tops)
@@ -138,17 +162,23 @@ class CaffeNet(nn.Module):
                 self._input_names.extend(tops)
             else:
                 st.kind, st.fn = "op", self._build_op(lid, layer, len(bottoms), len(tops))
+                if shares_bottom(lp) and not st.detach[0]:
+                    st.kind = "view"
+                    root = self._view_root.get(bottoms[0], bottoms[0])
+                    self._view_root[tops[0]] = root
+                    self._views.setdefault(root, []).append(st)
             self._steps.append(st)
         for k, name in enumerate(self._param_names):
             data = torch.from_numpy(np.array(self._owner_blob[k].data, dtype=np.float32))
             self.register_parameter(name, nn.Parameter(data, requires_grad=grads[k]))
         self.param_specs: OrderedDict = specs
-        self.loss_weights = OrderedDict((n, float(w)) for n, w in net.blob_loss_weights.items() if w)
-        self.outputs = list(net.outputs)
+        self.loss_weights = OrderedDict((n, w) for n, w in loss_weights.items() if w)
+        keys = blob_keys(net)
+        self.outputs = [keys[i] for i in net.output_blob_indices]  # Caffe's own, free of pycaffe's naming
         self.inputs = list(self._input_names)
 
     def _build_op(self, lid: int, layer, n_bottom: int, n_top: int):
-        bottom, top = layer_blobs(self.net, lid)
+        bottom, top = self._bottom_vecs[lid], self._top_vecs[lid]
         builder = OPS.get(layer.layer_param.type)
         if builder is not None and layer.layer_param.type not in NUMPY_LAYER_TYPES:
             try:
@@ -181,9 +211,12 @@ class CaffeNet(nn.Module):
                            % (unknown, self._input_names), file=self.net._source)
         trace = Trace()
         blobs, source = trace.data, trace.source
+        shapes: dict[str, dict] = {}  # a shared buffer's owner -> the shape of each name on that buffer
         for name, value in inputs.items():
-            blobs[name] = source[name] = self._as_tensor(name, value)
+            self._first_write(trace, shapes, name, self._as_tensor(name, value))
         for st in self._steps:
+            if st.kind == "view":  # its top was made with its bottom's buffer (_open_views)
+                continue
             if st.kind != "op":
                 given = [n in inputs for n in st.tops]
                 if all(given):
@@ -193,35 +226,66 @@ class CaffeNet(nn.Module):
                     raise NetError("Missing input blob(s) %s for layer '%s' (%s): pass them to forward()"
                                    % (missing, st.name, st.type), file=self.net._source, layer=st.name)
                 for name, t in zip(st.tops, self._run_data_layer(st)):
-                    blobs[name] = source[name] = t
+                    self._first_write(trace, shapes, name, t)
                 continue
             xs = [blobs[n].detach() if d else blobs[n] for n, d in zip(st.bottoms, st.detach)]
             params = [self._param(n, shape) for n, shape in st.params]
-            try:
-                if st.no_grad:
-                    with torch.no_grad():
-                        tops = st.fn(xs, params)
-                else:
-                    tops = st.fn(xs, params)
-            except CaffeliteError as e:
-                raise e.add_context(file=self.net._source, layer=st.name, layer_type=st.type) from None
-            except torch.OutOfMemoryError:
-                raise
-            except (RuntimeError, ValueError, IndexError) as e:  # torch's shape checks: name the layer and inputs
-                raise LayerError("%s: %s (bottoms %s)" % (type(e).__name__, str(e).split("\n")[0],
-                                                          ", ".join("%s %s" % (n, list(x.shape))
-                                                                    for n, x in zip(st.bottoms, xs))),
-                                 file=self.net._source, layer=st.name, layer_type=st.type) from e
-            for name, t in zip(st.tops, tops):
+            for name, t in zip(st.tops, self._run(st, xs, params)):
                 # a view per top: the top's own node, so its gradient is what its consumers send (Caffe's
                 # top diff), apart from the bottom it may be (Split, identity) or a sibling computed from it
                 t = t.view_as(t) if t.requires_grad else t
-                blobs[name] = t
-                source.setdefault(name, t)
+                if name not in source:
+                    self._first_write(trace, shapes, name, t)
+                elif self._view_root.get(name, name) in shapes:  # in place on a shared buffer: every name sees it
+                    for other, shape in shapes[self._view_root.get(name, name)].items():
+                        blobs[other] = t if other == name else t.reshape(shape)
+                else:
+                    blobs[name] = t
         return trace
 
+    def _run(self, st: _Step, xs, params):
+        """One layer's torch op, its errors naming the layer."""
+        try:
+            if st.no_grad:
+                with torch.no_grad():
+                    return st.fn(xs, params)
+            return st.fn(xs, params)
+        except CaffeliteError as e:
+            raise e.add_context(file=self.net._source, layer=st.name, layer_type=st.type) from None
+        except torch.OutOfMemoryError:
+            raise
+        except (RuntimeError, ValueError, IndexError) as e:  # torch's shape checks: name the layer and inputs
+            raise LayerError("%s: %s (bottoms %s)" % (type(e).__name__, str(e).split("\n")[0],
+                                                      ", ".join("%s %s" % (n, list(x.shape))
+                                                                for n, x in zip(st.bottoms, xs))),
+                             file=self.net._source, layer=st.name, layer_type=st.type) from e
+
+    def _first_write(self, trace: Trace, shapes: dict, name: str, t) -> None:
+        """A blob's producer wrote ``t``; where views share its buffer, make them now (_open_views)."""
+        trace.data[name] = trace.source[name] = t
+        if name in self._views:
+            shapes[name] = self._open_views(trace, name)
+
+    def _open_views(self, trace: Trace, root: str) -> dict:
+        """The tops that view ``root``'s buffer (Caffe's ShareData/ShareDiff), made when ``root`` is written.
+
+        Their sources form one chain of reshapes, ``root``'s source first, and every name reads the
+        chain's end: all consumers of the buffer, in-place layers included, sit below every source, so
+        each name's gradient is the buffer's diff as Caffe leaves it (below every in-place layer), in
+        that name's shape.  Returns each name's shape."""
+        blobs, source = trace.data, trace.source
+        chain = source[root]
+        shapes = {root: tuple(chain.shape)}
+        for st in self._views[root]:
+            (y,) = self._run(st, [chain.reshape(shapes[st.bottoms[0]])], [])
+            y = y.view_as(y) if y.requires_grad else y
+            source[st.tops[0]], shapes[st.tops[0]], chain = y, tuple(y.shape), y
+        for name, shape in shapes.items():
+            blobs[name] = chain.reshape(shape)
+        return shapes
+
     def _run_data_layer(self, st: _Step):
-        bottom, top = layer_blobs(self.net, st.index)
+        bottom, top = self._bottom_vecs[st.index], self._top_vecs[st.index]
         try:
             st.layer.run_forward(bottom, top)
         except CaffeliteError as e:
@@ -231,13 +295,17 @@ class CaffeNet(nn.Module):
                 for b in top]
 
     def forward(self, blobs=None, **inputs) -> OrderedDict:
-        """The net's output blobs (and those named in ``blobs``) after one forward pass, as tensors."""
+        """The net's output blobs, those named in ``blobs``, and the loss tops that are no output (the
+        anonymous ``(automatic)`` ones) after one forward pass, as tensors."""
         trace = self.trace(**inputs)
         out = OrderedDict()
-        for name in list(self.outputs) + [b for b in (blobs or []) if b not in self.outputs]:
+        for name in list(self.outputs) + list(blobs or []):
             if name not in trace.data:
                 raise NetError("Unknown blob '%s'" % name, file=self.net._source)
             out[name] = trace.data[name]
+        for name in self.loss_weights:  # so that total_loss(out) is Caffe's loss
+            if name not in out and name in trace.data:
+                out[name] = trace.data[name]
         return out
 
     def total_loss(self, outputs) -> torch.Tensor:

@@ -111,6 +111,12 @@ class TorchNet:
     def blob_loss_weights(self) -> dict:
         return self.module.loss_weights
 
+    def output_blob_table(self) -> list:
+        """(name, blob, loss weight) of each of Caffe's outputs, by blob index (Net.output_blob_table):
+        the last pass's tensors as blobs."""
+        weights = self.module.loss_weights
+        return [(name, self.blobs[name], weights.get(name, 0.0)) for name in self.module.outputs]
+
     @property
     def blobs(self) -> _Blobs:
         return _Blobs(self)
