@@ -92,6 +92,8 @@ def _train(args, signals, local: int) -> int:
             solver = create_solver(param, args.solver, device, rank, size)
             with signals if size == 1 else contextlib.nullcontext():
                 solve(solver, param, args, logs, signals, tool_log, show_bar=rank == 0)
+            if size > 1:  # every rank leaves together: a rank tearing gloo down while rank 0 still
+                torch.distributed.barrier()  # writes its snapshot can abort the other at exit
     finally:
         if size > 1 and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
