@@ -185,9 +185,15 @@ def opencv_available() -> bool:
 def measure(files, engines, loaded: bool) -> dict:
     """Median seconds, peak memory and output of each engine, in turns; with a busy core when ``loaded``."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, OPENCV4]))
-    workers = [Worker(e, files, env) for e in engines]
+    # The busy core first, and one worker warming up at a time: caffelite's tuners choose threads or not in
+    # the warm-up forwards, so these run under the load they are timed in (three workers warming up at once
+    # on two cores made the quiet run's tuners learn on a loaded machine and keep one thread).
     busy = _busy_core() if loaded else None
+    workers = []
     try:
+        for e in engines:
+            workers.append(Worker(e, files, env))
+            workers[-1].ask("run 0")  # answered once its warm-up is done
         times = {e: [] for e in engines}
         rss = {}
         load = os.getloadavg()

@@ -127,6 +127,31 @@ def forward_both_ways(params, x, monkeypatch, dtype=np.float64):
     return layer, outs
 
 
+def test_caller_and_workers_share_the_parts(restore_threads):
+    """map_parts in threads: every part once, results in part order, parts run serially inside (no nested
+    hand-offs, in the caller too), and a part's exception reaches the caller after the other parts end."""
+    import threading
+    caffelite.set_num_threads(2)
+    ran, inner = [], []
+
+    def part(i):
+        ran.append((i, threading.get_ident()))
+        inner.append(parallel._threads_allowed())
+        return i * i
+    with parallel.single_threaded_blas():
+        assert parallel._threads_allowed()
+        assert parallel.map_parts(part, list(range(9))) == [i * i for i in range(9)]
+        assert parallel._threads_allowed()  # the caller's own flag is back
+    assert sorted(i for i, _ in ran) == list(range(9)) and not any(inner)
+
+    def failing(i):
+        if i == 3:
+            raise ValueError("part 3")
+        return i
+    with parallel.single_threaded_blas(), pytest.raises(ValueError, match="part 3"):
+        parallel.map_parts(failing, list(range(6)))
+
+
 @pytest.mark.parametrize("params", ["num_output: 7 kernel_size: 3 pad: 1", "num_output: 5 kernel_size: 1",
                                     "num_output: 6 kernel_size: 3 stride: 2 pad: 1 group: 2",
                                     "num_output: 4 kernel_size: 2 dilation: 2"])
