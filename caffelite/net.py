@@ -37,6 +37,7 @@ from caffelite.net_passes import (
     is_in_place,
     num_top_blobs,
     propagate_down_count_error,
+    set_state,
     state_meets_rule,
     unknown_bottom_message,
 )
@@ -79,12 +80,7 @@ class Net(PycaffeNet):
         self._source = (os.fspath(network_file) if isinstance(network_file, (str, os.PathLike))
                         else None)
         param = read_net_param(network_file)
-        param.state.phase = phase
-        if stages is not None:
-            del param.state.stage[:]
-            param.state.stage.extend(stages)
-        if level:
-            param.state.level = int(level)
+        set_state(param.state, phase, stages, level or None)  # level 0 keeps the file's
         try:
             self._init(param)
         except CaffeliteError as e:

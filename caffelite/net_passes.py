@@ -25,6 +25,18 @@ INCLUDE_AND_EXCLUDE = "Specify either include rules or exclude rules; not both."
 
 
 # --- FilterNet ---------------------------------------------------------------------------------
+def set_state(state, phase: int, stages=None, level: int | None = None):
+    """Put a NetState in (phase, stages, level) as the caller asks: ``stages`` None keeps the state's
+    stages, ``level`` None keeps its level.  Returns ``state``."""
+    state.phase = phase
+    if stages is not None:
+        del state.stage[:]
+        state.stage.extend(stages)
+    if level is not None:
+        state.level = int(level)
+    return state
+
+
 def state_meets_rule(state, rule) -> bool:
     """Caffe's Net::StateMeetsRule: phase, min/max level, all stages, no not_stage."""
     if rule.HasField("phase") and rule.phase != state.phase:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from caffelite.blob import Blob
 from caffelite.errors import CaffeliteError
 from caffelite.layer_factory import layer_class
-from caffelite.net_passes import filter_net, is_in_place, num_top_blobs
+from caffelite.net_passes import filter_net, is_in_place, num_top_blobs, set_state
 from caffelite.proto import caffe_pb2
 
 __all__ = ["ShapeInference", "infer_shapes", "infer_shapes_in_phase", "stage_variants", "net_input_shapes",
@@ -165,9 +165,7 @@ def infer_shapes_in_phase(param, phase: int, inputs: dict[str, Shape] | None = N
     for stages in stage_variants(param):
         state_param = caffe_pb2.NetParameter()
         state_param.CopyFrom(param)
-        state_param.state.phase = phase
-        del state_param.state.stage[:]
-        state_param.state.stage.extend(stages)
+        set_state(state_param.state, phase, stages)
         found = infer_shapes(filter_net(state_param, source), inputs, allow_python_layers=allow_python_layers)
         for name, shape in found.items():
             if shapes.get(name) is None:

@@ -30,6 +30,7 @@ from caffelite.net_passes import (
     layer_included,
     num_top_blobs,
     propagate_down_count_error,
+    set_state,
     unknown_bottom_message,
 )
 from caffelite.proto import caffe_pb2
@@ -96,9 +97,7 @@ class NetChecker(Reporter):
         if state is None:
             state = caffe_pb2.NetState()
             state.CopyFrom(param.state)
-            state.phase = phase
-            del state.stage[:]
-            state.stage.extend(stages)
+            set_state(state, phase, stages)
         phase = state.phase
         self.net_has_inputs = bool(len(param.input)) or any(lp.type == "Input" for lp in param.layer)
         self.net_has_data = any(lp.type in DATA_TYPES | {"Python"}

@@ -17,7 +17,7 @@ from caffelite.errors import CaffeliteError, NetError
 from caffelite.explain.tracers import TRACERS, Trace, trace_generic
 from caffelite.layer_factory import layer_class
 from caffelite.net import Net
-from caffelite.net_passes import filter_net
+from caffelite.net_passes import filter_net, set_state
 from caffelite.proto import caffe_pb2
 from caffelite.upgrade import read_net_param
 
@@ -73,10 +73,7 @@ def _class(type_name: str):
 def _state_param(param, phase: int, stages, level: int) -> caffe_pb2.NetParameter:
     copy = caffe_pb2.NetParameter()
     copy.CopyFrom(param)
-    copy.state.phase = phase
-    del copy.state.stage[:]
-    copy.state.stage.extend(stages or [])
-    copy.state.level = int(level)
+    set_state(copy.state, phase, stages or [], level)
     return copy
 
 

@@ -25,6 +25,7 @@ from caffelite.errors import (
     WeightsError,
 )
 from caffelite.net import Net
+from caffelite.net_passes import set_state
 from caffelite.onnx import _caffelite
 from caffelite.onnx.convert import CONVERTERS, DATA, DROPPED, UNEXPORTABLE, _load
 from caffelite.onnx.graph import Graph, LayerContext
@@ -226,12 +227,7 @@ def prepare_net(net_or_path, weights=None, inputs=None, *, phase=None, stages=No
     phase = TEST if phase is None else phase
     param, source, built = _load_param(net_or_path)
     where = _Where(source, _layer_lines(source))
-    param.state.phase = phase
-    if stages is not None:
-        del param.state.stage[:]
-        param.state.stage.extend(stages)
-    if level:
-        param.state.level = int(level)
+    set_state(param.state, phase, stages, level or None)  # level 0 keeps the file's
     try:
         filtered = _caffelite.filter_net(param, source)
         prepared, scores, _data_tops = prepare(filtered, inputs, where)
