@@ -104,18 +104,6 @@ def _weights(path):
     return {"%s/%d" % (layer.name, i): np.array(b.data) for layer in net.layer for i, b in enumerate(layer.blobs)}
 
 
-@pytest.fixture()
-def tiny(tmp_path, monkeypatch):
-    from tests.test_solvers import TINY_NET
-
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "net.prototxt").write_text(TINY_NET)
-    (tmp_path / "solver.prototxt").write_text(
-        'net: "net.prototxt" base_lr: 0.1 momentum: 0.9 lr_policy: "step" gamma: 0.5 stepsize: 4 display: 2 '
-        'max_iter: 6 test_iter: 2 test_interval: 3 snapshot: 4 snapshot_prefix: "tiny" random_seed: 1')
-    return tmp_path
-
-
 def test_cli_train_engine_torch_logs_snapshots_and_matches_numpy(tiny, capsys):
     assert cli_main(["train", "-solver", "solver.prototxt", "-engine", "torch", "-log", "train.log"]) == 0
     text = (tiny / "train.log").read_text()
