@@ -51,6 +51,11 @@ def run(args) -> int:
     from caffelite.solvers import SignalHandler, create_solver, snapshot_prefix_property
     from caffelite.upgrade import read_solver_param
 
+    if not args.solver:
+        raise SolverError("Need a solver definition to train. (give --solver FILE)", field="solver")
+    if args.snapshot and args.weights:
+        raise SolverError("Give a snapshot to resume training or weights to finetune but not both.",
+                          field="weights")
     if args.engine == "torch":
         from caffelite.tools.train_torch import run as run_torch
 
@@ -58,11 +63,6 @@ def run(args) -> int:
     if args.device or args.nproc:
         raise SolverError("--device and --nproc need --engine torch", field="engine")
     gpu_flag(args)
-    if not args.solver:
-        raise SolverError("Need a solver definition to train. (give --solver FILE)", field="solver")
-    if args.snapshot and args.weights:
-        raise SolverError("Give a snapshot to resume training or weights to finetune but not both.",
-                          field="weights")
     with ToolLogging(args.log) as logs:
         param = read_solver_param(args.solver)
         snapshot_prefix_property(param, args.solver)

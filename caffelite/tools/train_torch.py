@@ -37,11 +37,6 @@ def _worker_argv(args) -> list[str]:
 
 def run(args) -> int:
     """``caffelite train --engine torch``: launch the ranks, or be one (or the only) process."""
-    if not args.solver:
-        raise SolverError("Need a solver definition to train. (give --solver FILE)", field="solver")
-    if args.snapshot and args.weights:
-        raise SolverError("Give a snapshot to resume training or weights to finetune but not both.",
-                          field="weights")
     rank, size, local = world()
     if size == 1:  # not a worker yet: several processes asked for?
         gpus = gpu_ids(args.gpu) if args.gpu else []
