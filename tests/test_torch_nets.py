@@ -172,8 +172,14 @@ def backward_case(name, dev):
     return net, module, inputs, seeds
 
 
-def _check(bad, what, ref, got):
-    err = close(np.asarray(ref, np.float64), got, 1e-4)
+def _param_rtol(device):
+    """Weight gradients are reductions over every output position: cuDNN picks its own algorithm and summation
+    order for them (as it does under Caffe's GPU build), so CUDA gets a looser bound than CPU's BLAS."""
+    return 3e-4 if str(device).startswith("cuda") else 1e-4
+
+
+def _check(bad, what, ref, got, rtol=1e-4):
+    err = close(np.asarray(ref, np.float64), got, rtol)
     if err:
         bad.append("%s: %s" % (what, err))
 
@@ -202,7 +208,8 @@ def test_net_backward_equals_caffelite(name, device):
     for n, g in zip(names, grads):
         _check(bad, "diff " + n, net.blobs[n].diff, np.zeros(net.blobs[n].shape) if g is None else numpy_of(g))
     for (pname, p, _), blob, g in zip(params, module._owner_blob, grads[len(names):]):
-        _check(bad, "param diff " + pname, blob.diff, np.zeros(blob.shape) if g is None else numpy_of(g))
+        _check(bad, "param diff " + pname, blob.diff, np.zeros(blob.shape) if g is None else numpy_of(g),
+               _param_rtol(device))
         _check(bad, "param data " + pname, blob.data, numpy_of(p))  # BatchNorm's moving averages
     for n in net.blobs:
         _check(bad, "data " + n, net.blobs[n].data, numpy_of(trace.data[n]))
@@ -263,5 +270,5 @@ def test_net_backward_equals_caffelite_layer_by_layer(name, device):
             if p.requires_grad:
                 g = grads.pop(0)
                 _check(bad, "%s param %d diff" % (st.name, j), param_diffs[i][j],
-                       np.zeros(p.shape) if g is None else numpy_of(g))
+                       np.zeros(p.shape) if g is None else numpy_of(g), _param_rtol(device))
     assert not bad, "; ".join(bad[:10])
