@@ -295,12 +295,13 @@ class ConvolutionLayer(BaseConvolution):
                 group(g)
         return out
 
-    def _mapimage_chunks(self, fn) -> list:
-        """``fn`` on every image chunk; for big layers in worker threads (when they pay), over a one-thread BLAS."""
+    def _mapimage_chunks(self, fn, role: str) -> list:
+        """``fn`` on every image chunk; for big layers in worker threads (when they pay), over a one-thread BLAS.
+        Forward and backward have a tuner each (``role``): their timings are not comparable."""
         if self.col_count < parallel.PARALLEL_MIN or len(self.chunks) < 2:
             return [fn(chunk) for chunk in self.chunks]
         with parallel.single_threaded_blas():
-            return parallel.map_parts(fn, self.chunks, self._tuner("chunks"))
+            return parallel.map_parts(fn, self.chunks, self._tuner(role))
 
     def forward(self, bottom, top):
         w = self._w()
@@ -355,7 +356,7 @@ class ConvolutionLayer(BaseConvolution):
                         self.wide.to_output(rows, y[n0:n1])
                     else:
                         from_rows(rows, y3[n0:n1])
-                self._mapimage_chunks(chunk)
+                self._mapimage_chunks(chunk, "forward")
 
     def _winograd_weights(self) -> np.ndarray:
         """The transformed weights, computed again whenever the weights differ from those they came from
@@ -390,7 +391,7 @@ class ConvolutionLayer(BaseConvolution):
 
             def chunk(span, x=x, dy_nd=dy_nd, dy3=dy3, dx=dx, w_back=w_back):
                 return self._backward_chunk(span, w, x, dy_nd, dy3, dx, w_back, need_w)
-            for partial in self._mapimage_chunks(chunk):  # summed in chunk order: same numbers as serial
+            for partial in self._mapimage_chunks(chunk, "backward"):  # summed in chunk order: same numbers as serial
                 if partial is not None:
                     dw += partial
 
