@@ -112,3 +112,24 @@ def test_convolution_weight_gradient_both_products(num_output, size):
     for i, j in itertools.product(range(3), range(3)):
         want[:, :, i, j] = np.einsum("noyx,ncyx->oc", dy, xp[:, :, i:i + size, j:j + size])
     np.testing.assert_allclose(layer.blobs[0].diff, want, rtol=1e-10, atol=1e-12)
+
+
+def test_forward_and_backward_chunks_are_tuned_apart(monkeypatch):
+    """Forward and backward image chunks each keep their own tuner: one shared tuner alternated the two
+    passes (the backward ran serial while tuning) and compared forward times against backward times."""
+    spec = 'type: "Convolution" convolution_param { num_output: 4 kernel_size: 3 pad: 1 %s }' % GAUSS
+    monkeypatch.setattr(vision, "CHUNK_BYTES", 1)
+    monkeypatch.setattr(parallel, "PARALLEL_MIN", 0)
+    monkeypatch.setattr(parallel, "WORKERS", 2)
+    layer = make_layer(spec, caffe_pb2.TRAIN)
+    bottom, top = [Blob(data=np.random.default_rng(2).normal(size=(4, 3, 6, 6)))], [Blob()]
+    layer.run_setup(bottom, top)
+    assert len(layer.chunks) > 1
+    for _ in range(3):
+        layer.run_forward(bottom, top)
+    top[0].diff[...] = 1
+    for _ in range(5):
+        layer.run_backward(top, [True], bottom)
+    fwd, bwd = layer.tuners["forward"], layer.tuners["backward"]
+    assert fwd is not bwd
+    assert (fwd.calls, bwd.calls) == (3, 5)
