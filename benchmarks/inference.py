@@ -329,6 +329,11 @@ def profile(name: str, reps: int = 5) -> None:
     rows = sorted(((statistics.median(t), i) for i, t in per.items()), reverse=True)
     total = sum(t for t, _ in rows)
     print("%s: %.1f ms in all (load %.1f)" % (name, 1e3 * total, os.getloadavg()[0]))
+    by_type: dict = {}
+    for t, i in rows:
+        by_type[net.layers[i].layer_type()] = by_type.get(net.layers[i].layer_type(), 0.0) + t
+    print("  by type: " + ", ".join("%s %.1f ms" % (k, 1e3 * v)
+                                    for k, v in sorted(by_type.items(), key=lambda kv: -kv[1])))
     for t, i in rows[:25]:
         layer = net.layers[i]
         print("  %-28s %-14s %7.2f ms %5.1f%%  %s" % (net._layer_names[i], layer.layer_type(), 1e3 * t,

@@ -11,7 +11,7 @@ import caffelite
 import caffelite.layers.vision as vision
 from caffelite import cli
 from caffelite.blob import Blob
-from caffelite.compute import parallel
+from caffelite.compute import depthwise, parallel
 from caffelite.layers.vision import convolution_reference
 from caffelite.proto import caffe_pb2
 from caffelite.testing import make_layer
@@ -173,12 +173,16 @@ DEPTHWISE = [((1, 5, 9, 11), "kernel_size: 3 pad: 1"), ((2, 3, 8, 7), "kernel_si
              ((1, 3, 10, 11), "kernel_size: 3 stride: 4"),
              ((2, 4, 9, 9), "kernel_size: 3 stride: 3 pad: 2 dilation: 2"),
              ((1, 2, 3, 3), "kernel_size: 5 pad: 2 stride: 2"),
-             ((1, 2, 4, 5, 6), "kernel_size: 3 pad: 1 bias_term: false")]
+             ((1, 2, 4, 5, 6), "kernel_size: 3 pad: 1 bias_term: false"),
+             ((1, 24, 5, 4), "kernel_size: 3 pad: 1"), ((2, 17, 6, 7), "kernel_size: 3 stride: 2 pad: 1"),
+             ((1, 9, 5, 5), "kernel_size: 3 bias_term: false")]
 
 
+@pytest.mark.parametrize("layout", ["planes", "channels last"])
 @pytest.mark.parametrize("shape, params", DEPTHWISE)
-def test_depthwise_stencil_matches_the_reference(shape, params, monkeypatch):
+def test_depthwise_stencil_matches_the_reference(shape, params, layout, monkeypatch):
     monkeypatch.setattr(parallel, "TILE_MIN", 16)
+    monkeypatch.setattr(depthwise, "CHANNELS_LAST_RUN", 0 if layout == "planes" else 1 << 30)
     c = shape[1]
     x = np.random.default_rng(2).normal(size=shape)
     spec = "num_output: %d group: %d %s" % (c, c, params)
