@@ -9,6 +9,7 @@ import caffelite.layers.vision as vision
 from caffelite.blob import Blob
 from caffelite.compute.im2col import conv_out_size, deconv_out_size
 from caffelite.errors import LayerError, ShapeError
+from caffelite.layers import pooling
 from caffelite.layers.pooling import pooled_size
 from caffelite.proto import caffe_pb2
 from caffelite.testing import make_layer
@@ -267,6 +268,35 @@ def test_pooling_matches_caffe_loops(method, params, k, s, p, ceil, shape):
     np.testing.assert_allclose(top[0].data, want, rtol=1e-12)
     if method == "MAX":
         np.testing.assert_array_equal(top[1].data, mask)
+
+
+@pytest.mark.parametrize("params, k, s, p, shape", [
+    ("kernel_size: 3 stride: 2", (3, 3), (2, 2), (0, 0), (5, 3, 9, 8)),
+    ("kernel_size: 2 stride: 2 pad: 1", (2, 2), (2, 2), (1, 1), (4, 2, 6, 7)),
+    ("kernel_h: 3 kernel_w: 2 stride_h: 1 stride_w: 2", (3, 2), (1, 2), (0, 0), (3, 2, 5, 6))])
+def test_max_pooling_in_image_blocks_gives_the_same_numbers(params, k, s, p, shape, monkeypatch):
+    """MAX pooling with argmax runs in blocks of images (cache-sized): one image a block gives exactly the
+    numbers of the whole batch at once, and Caffe's loops."""
+    x = np.random.default_rng(8).integers(-3, 4, size=shape).astype(float)  # ties: the first maximum wins
+    got = []
+    for block_bytes in (1 << 40, 1):
+        monkeypatch.setattr(pooling, "MAX_BLOCK_BYTES", block_bytes)
+        spec = 'type: "Pooling" pooling_param { pool: MAX %s }' % params
+        _, _, with_mask = run(spec, x, num_top=2)
+        layer, bottom, top = run(spec, x)  # no mask top: the gradient goes by the taps kept in forward
+        top[0].diff[...] = np.random.default_rng(9).normal(size=top[0].shape)
+        layer.run_backward(top, [True], bottom)
+        got.append([top[0].data.copy(), with_mask[1].data.copy(), bottom[0].diff.copy()])
+    assert len(layer.pool._blocks(shape[0], shape[1], 8)) == shape[0]
+    for whole, blocks in zip(*got):
+        np.testing.assert_array_equal(blocks, whole)
+    want, mask = ref_pool(x, "MAX", k, s, p)
+    np.testing.assert_array_equal(got[1][0], want)
+    np.testing.assert_array_equal(got[1][1], mask)
+    dx = np.zeros_like(x).reshape(shape[0] * shape[1], -1)  # each output's gradient at its Caffe mask pixel
+    np.add.at(dx, (np.arange(dx.shape[0])[:, None], mask.reshape(dx.shape[0], -1).astype(int)),
+              top[0].diff.reshape(dx.shape[0], -1))
+    np.testing.assert_allclose(got[1][2], dx.reshape(shape), rtol=1e-12)
 
 
 def test_pooled_size_formula_and_clipping():

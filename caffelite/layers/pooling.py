@@ -28,6 +28,9 @@ from caffelite.layer import TRAIN, Layer, register_layer
 from caffelite.proto import caffe_pb2
 
 _P = caffe_pb2.PoolingParameter
+# MAX pooling with argmax runs ~4 passes per tap over its running maximum: on one thread, in blocks of
+# images whose planes take about this many bytes, so the passes stay in cache (benchmarks/README.md).
+MAX_BLOCK_BYTES = 1 << 20
 FLT_MIN = float(np.finfo(np.float32).tiny)  # Caffe's STOCHASTIC test-time guard against 0/0
 
 def pooled_size(size: int, kernel: int, stride: int, pad: int, ceil_mode: bool = True) -> int:
@@ -189,6 +192,7 @@ class Pool2d:
         self.method, self.kernel, self.stride, self.pad = method, tuple(kernel), tuple(stride), tuple(pad)
         self.ceil_mode, self.global_pooling = ceil_mode, global_pooling
         self.idx = self.tap = None
+        self.blocked = True  # MAX with argmax in blocks of images (see MAX_BLOCK_BYTES)
 
     def out_shape(self, in_shape) -> tuple[int, int]:
         out = tuple(pooled_size(i, k, s, p, self.ceil_mode)
@@ -241,20 +245,37 @@ class Pool2d:
             return flat.max(axis=2).reshape(n, c, 1, 1)
         # Caffe starts from -FLT_MAX and keeps the first strict maximum in row-major window order; -inf padding
         # never wins, so the clipped windows come out the same.  Branch-free updates: masked copies are slow.
-        self.phases = _Phases((h, w), self.kernel, self.stride, self.pad, out_shape)
-        shape = (n, c, self.phases.run)
-        best = np.full(shape, np.finfo(x.dtype).min, x.dtype)
-        tap = np.zeros(shape, self._tap_dtype())
-        hit = np.empty(shape, bool)
-        step = np.empty(shape, tap.dtype)
-        for t, v in enumerate(self.phases.tap_views(self.phases.split(x, -np.inf))):
-            np.greater(v, best, out=hit)
-            np.maximum(best, v, out=best)
-            # tap <- t where hit: the taps so far are all below t, so a maximum with t·hit does it
-            np.multiply(hit.view(np.int8), tap.dtype.type(t), out=step)
-            np.maximum(tap, step, out=tap)
+        ph = self.phases = _Phases((h, w), self.kernel, self.stride, self.pad, out_shape)
+        tap = np.zeros((n, c, ph.run), self._tap_dtype())
+        blocks = self._blocks(n, c, x.itemsize)
+        out = np.empty((n, c) + out_shape, x.dtype) if len(blocks) > 1 else None
+        for b in blocks:
+            shape = (b.stop - b.start, c, ph.run)
+            best = np.full(shape, np.finfo(x.dtype).min, x.dtype)  # fresh arrays: reused scratch measured slower
+            hit = np.empty(shape, bool)
+            step = np.empty(shape, tap.dtype)
+            tap_b = tap[b]
+            for t, v in enumerate(ph.tap_views(ph.split(x[b], -np.inf))):
+                np.greater(v, best, out=hit)
+                np.maximum(best, v, out=best)
+                # tap <- t where hit: the taps so far are all below t, so a maximum with t·hit does it
+                np.multiply(hit.view(np.int8), tap.dtype.type(t), out=step)
+                np.maximum(tap_b, step, out=tap_b)
+            if out is None:  # one block: its view (the caller copies it into the top)
+                out = ph.valid(best)
+            else:
+                out[b] = ph.valid(best)
         self.tap, self.idx = tap, None
-        return self.phases.valid(best)
+        return out
+
+    def _blocks(self, n: int, c: int, itemsize: int) -> list[slice]:
+        """Image ranges whose stride-phase planes take about MAX_BLOCK_BYTES (all in one unless ``blocked``)."""
+        if not self.blocked:
+            return [slice(0, n)]
+        ph = self.phases
+        per_image = self.stride[0] * self.stride[1] * c * max(ph.length, ph.hq * ph.wq) * itemsize
+        step = max(1, MAX_BLOCK_BYTES // per_image)
+        return [slice(i, min(i + step, n)) for i in range(0, n, step)]
 
     def argmax_index(self) -> np.ndarray:
         """MAX/STOCHASTIC: each output's chosen pixel as its index h·W + w in the plane (Caffe's mask)."""
@@ -336,14 +357,18 @@ class Pool2d:
         """Route each output's gradient to its chosen tap: one contiguous add per tap, on the stride phases."""
         n, c = self.in_shape[:2]
         ph = self.phases
-        dy_wide = np.zeros(self.tap.shape, dy.dtype)
-        ph.valid(dy_wide)[...] = dy  # zero in the garbage columns: they add nothing
-        acc = np.zeros((self.stride[0], self.stride[1], n, c, max(ph.length, ph.hq * ph.wq)), dy.dtype)
-        sel = np.empty(self.tap.shape, bool)
-        for t, view in enumerate(ph.tap_views(acc)):
-            np.equal(self.tap, t, out=sel)
-            view += dy_wide * sel
-        ph.merge(acc, dx)
+        for b in self._blocks(n, c, dy.itemsize):
+            tap = self.tap[b]
+            dy_wide = np.zeros(tap.shape, dy.dtype)
+            ph.valid(dy_wide)[...] = dy[b]  # zero in the garbage columns: they add nothing
+            acc = np.zeros((self.stride[0], self.stride[1], b.stop - b.start, c, max(ph.length, ph.hq * ph.wq)),
+                           dy.dtype)
+            sel = np.empty(tap.shape, bool)
+            routed = np.empty(tap.shape, dy.dtype)
+            for t, view in enumerate(ph.tap_views(acc)):
+                np.equal(tap, t, out=sel)
+                view += np.multiply(dy_wide, sel, out=routed)
+            ph.merge(acc, dx[b])
         return dx
 
 
@@ -430,6 +455,8 @@ class PoolingLayer(Layer):
         # parts of the batch pooled in parallel, each with its own state; STOCHASTIC draws in one piece
         self.parts = batch_parts(n, bottom[0].count) if self.pool.method != _P.STOCHASTIC else [slice(0, n)]
         self.pools = [self.pool] + [copy.copy(self.pool) for _ in self.parts[1:]]
+        for pool in self.pools:  # blocks pay on one thread; two threads running small blocks contend (GIL)
+            pool.blocked = len(self.parts) == 1
         if getattr(self, "tuned_shape", None) != bottom[0].shape:  # forward, backward: parts in threads when they pay
             self.tuners, self.tuned_shape = [Tuner(), Tuner()], bottom[0].shape
 
