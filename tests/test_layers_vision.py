@@ -119,6 +119,7 @@ CONV_CASES = [
 @pytest.mark.parametrize("wide", [True, False])
 def test_convolution_matches_direct_loops(params, shape, wide, monkeypatch):
     monkeypatch.setattr(vision, "WIDE", wide)
+    monkeypatch.setattr(vision, "WIDE_FORWARD_MAX", 1e9)  # wide: the forward too
     monkeypatch.setattr(vision, "CHUNK_BYTES", 1)  # one image per chunk: the chunk loop is exercised too
     x = np.random.default_rng(0).normal(size=shape)
     layer, _, top = run('type: "Convolution" convolution_param { %s %s }' % (params, GAUSS), x)

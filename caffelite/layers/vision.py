@@ -40,6 +40,9 @@ CHUNK_BYTES = 4 << 20
 BAND_BYTES = 4 << 20
 # Stride-1 convolutions use WideColumns (long contiguous runs); False forces the exact im2col.
 WIDE = True
+# The forward uses the wide columns only where they are at most this much wider than the exact ones (big
+# images): the garbage columns cost products, and the exact copy won on small ones (benchmarks/README.md).
+WIDE_FORWARD_MAX = 1.08
 # 3x3 stride-1 layers of a net that never runs their backward use Winograd F(2x2, 3x3) where it measured
 # faster than im2col (benchmarks/README.md): both channel counts at least WINOGRAD_CHANNELS and outputs of
 # WINOGRAD_SIDES pixels a side.  False: never.
@@ -245,6 +248,9 @@ class ConvolutionLayer(BaseConvolution):
         self.col_count = self.num * self.channels * math.prod(g.kernel) * run  # values in all the columns
         per_image = self.col_count // self.num * bottom[0].data.itemsize
         self.chunks = image_chunks(self.num, per_image)
+        # the same products either way (each output's sum runs over the same kernel taps in the same order)
+        self.fwd_wide = self.wide if self.wide is not None and (
+            self.wide.run <= WIDE_FORWARD_MAX * math.prod(self.out_spatial) or per_image > BAND_BYTES) else None
         # Forward of an image whose wide columns exceed BAND_BYTES: bands of output rows, the columns of one
         # band at a time (FCN-8s's conv1_2 at 500x500: 1.1 GB of columns in one piece, 4 MB in bands); the
         # bands, copy and product, in threads when they pay.
@@ -252,18 +258,19 @@ class ConvolutionLayer(BaseConvolution):
         # products, and the column copies in the threads too.
         self.bands = None
         rows_out = self.wide.out[0] if self.wide is not None else 0
-        if self.wide is not None and per_image > BAND_BYTES:
+        if self.fwd_wide is not None and per_image > BAND_BYTES:
             step = max(1, BAND_BYTES * rows_out // per_image)
             self.bands = [(r, min(r + step, rows_out)) for r in range(0, rows_out, step)]
-        elif self.wide is not None and self.num == 1 and self.group == 1:
+        elif self.fwd_wide is not None and self.num == 1 and self.group == 1:
             tiles = parallel.tiles(self.num_output, self.col_count // self.wide.run, self.wide.run)
             if len(tiles) > 1 and tiles[0][0] == slice(None):
                 self.bands = [(s.start, s.stop) for s in parallel.even_parts(rows_out, min(len(tiles), rows_out))]
 
-    def _cols(self, x: np.ndarray) -> np.ndarray:
-        """Columns (C·∏k, n·L) of the images ``x`` (n, C, *spatial)."""
-        if self.wide is not None:
-            return self.wide.cols(x)
+    def _cols(self, x: np.ndarray, forward: bool = False) -> np.ndarray:
+        """Columns (C·∏k, n·L) of the images ``x`` (n, C, *spatial); wide ones if the pass uses them."""
+        wide = self.fwd_wide if forward else self.wide
+        if wide is not None:
+            return wide.cols(x)
         if self.geom.is_1x1:
             return to_rows(x.reshape(x.shape[0], self.channels, -1))
         return self.geom.cols(x, self.out_spatial)
@@ -348,12 +355,12 @@ class ConvolutionLayer(BaseConvolution):
                             self.wide.to_output(rows, y[n0:n1], r0, r1)
                         parallel.map_parts(band, self.bands, self._tuner("bands"))
                         return
-                    cols = self._cols(x[n0:n1])
+                    cols = self._cols(x[n0:n1], forward=True)
                     rows = self._grouped(w, cols, self.ws.get("rows", (self.num_output, cols.shape[1]), x.dtype))
                     if bias is not None:  # here, while the products are in cache
                         rows += bias
-                    if self.wide is not None:
-                        self.wide.to_output(rows, y[n0:n1])
+                    if self.fwd_wide is not None:
+                        self.fwd_wide.to_output(rows, y[n0:n1])
                     else:
                         from_rows(rows, y3[n0:n1])
                 self._mapimage_chunks(chunk, "forward")
