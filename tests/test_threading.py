@@ -209,6 +209,7 @@ def test_net_outputs_do_not_depend_on_the_thread_count(restore_threads, monkeypa
     monkeypatch.setattr(parallel, "TILE_MIN", 64)
     monkeypatch.setattr(vision, "CHUNK_BYTES", 1)
     monkeypatch.setattr(vision, "BAND_BYTES", 256)
+    monkeypatch.setattr(vision, "EXACT_MAX_BYTES", 256)
     proto = """
     input: "data" input_shape { dim: 1 dim: 3 dim: 12 dim: 12 }
     layer { name: "c1" type: "Convolution" bottom: "data" top: "c1"
@@ -240,6 +241,7 @@ def test_net_outputs_do_not_depend_on_the_thread_count(restore_threads, monkeypa
 @pytest.mark.parametrize("chunk_bytes", [1, 200])  # a band per output row, or a few rows
 def test_forward_in_bands_of_output_rows_matches_the_reference(shape, params, chunk_bytes, monkeypatch):
     monkeypatch.setattr(vision, "BAND_BYTES", chunk_bytes)
+    monkeypatch.setattr(vision, "EXACT_MAX_BYTES", chunk_bytes)  # too big for exact columns: wide, in bands
     x = np.random.default_rng(6).normal(size=shape)
     layer, bottom, top = conv_layer(params, x)
     assert layer.bands is not None and len(layer.bands) > 1

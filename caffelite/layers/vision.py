@@ -41,8 +41,10 @@ BAND_BYTES = 4 << 20
 # Stride-1 convolutions use WideColumns (long contiguous runs); False forces the exact im2col.
 WIDE = True
 # The forward uses the wide columns only where they are at most this much wider than the exact ones (big
-# images): the garbage columns cost products, and the exact copy won on small ones (benchmarks/README.md).
+# images): the garbage columns cost products, and the exact copy won on small ones (benchmarks/README.md);
+# or where one image's exact columns would exceed EXACT_MAX_BYTES (the wide ones then go in bands).
 WIDE_FORWARD_MAX = 1.08
+EXACT_MAX_BYTES = 32 << 20
 # 3x3 stride-1 layers of a net that never runs their backward use Winograd F(2x2, 3x3) where it measured
 # faster than im2col (benchmarks/README.md): both channel counts at least WINOGRAD_CHANNELS and outputs of
 # WINOGRAD_SIDES pixels a side.  False: never.
@@ -249,8 +251,9 @@ class ConvolutionLayer(BaseConvolution):
         per_image = self.col_count // self.num * bottom[0].data.itemsize
         self.chunks = image_chunks(self.num, per_image)
         # the same products either way (each output's sum runs over the same kernel taps in the same order)
+        exact = math.prod(self.out_spatial)
         self.fwd_wide = self.wide if self.wide is not None and (
-            self.wide.run <= WIDE_FORWARD_MAX * math.prod(self.out_spatial) or per_image > BAND_BYTES) else None
+            self.wide.run <= WIDE_FORWARD_MAX * exact or per_image * exact // self.wide.run > EXACT_MAX_BYTES) else None
         # Forward of an image whose wide columns exceed BAND_BYTES: bands of output rows, the columns of one
         # band at a time (FCN-8s's conv1_2 at 500x500: 1.1 GB of columns in one piece, 4 MB in bands); the
         # bands, copy and product, in threads when they pay.
@@ -406,12 +409,13 @@ class ConvolutionLayer(BaseConvolution):
         """Images n0:n1: write their input gradient into ``dx`` (if any), return their weight gradient."""
         n0, n1 = span
         kdim, go = w.shape[1], self.num_output // self.group
-        dy = self.wide.from_output(dy_nd[n0:n1]) if self.wide is not None else to_rows(dy3[n0:n1])
         partial = None
         if need_w:
-            # dW_g = dY_g X_g^T; when the images are long next to the outputs, as (X_g dY_g^T)^T, both operands
-            # row-major: a faster GEMM than the transposed one, worth the copy of dY (not with few positions)
-            cols = self._cols(x[n0:n1])
+            # dW_g = dY_g X_g^T over the forward's columns (no garbage columns unless it has them); when the
+            # images are long next to the outputs, as (X_g dY_g^T)^T, both operands row-major: a faster GEMM
+            # than the transposed one, worth the copy of dY (not with few positions)
+            cols = self._cols(x[n0:n1], forward=True)
+            dy = self.fwd_wide.from_output(dy_nd[n0:n1]) if self.fwd_wide is not None else to_rows(dy3[n0:n1])
             partial = np.empty(w.shape, w.dtype)
             if dy.shape[1] >= 8 * go:
                 dy_t = self.ws.get("dy_t", dy.shape[::-1], dy.dtype)
@@ -428,11 +432,12 @@ class ConvolutionLayer(BaseConvolution):
         if w_back is not None:
             back_cols = self.back.cols(dy_nd[n0:n1])
             ci, kb = self.channels // self.group, back_cols.shape[0] // self.group
-            rows = self.ws.get("back_rows", (self.channels, back_cols.shape[1]), dy.dtype)
+            rows = self.ws.get("back_rows", (self.channels, back_cols.shape[1]), dy_nd.dtype)
             for g in range(self.group):
                 np.matmul(w_back[g * ci:(g + 1) * ci], back_cols[g * kb:(g + 1) * kb], out=rows[g * ci:(g + 1) * ci])
             self.back.to_output(rows, dx[n0:n1])
             return partial
+        dy = self.wide.from_output(dy_nd[n0:n1]) if self.wide is not None else to_rows(dy3[n0:n1])
         dcols = self._grouped(w, dy, self.ws.get("dcols", (kdim * self.group, dy.shape[1]), dy.dtype), ta=True)
         if self.wide is not None:
             self.wide.col2im(dcols, dx[n0:n1])
