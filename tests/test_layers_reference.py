@@ -105,13 +105,17 @@ def backward_path(layer) -> str:
 
 @pytest.mark.parametrize("params, shape, path", CONV_CASES)
 @pytest.mark.parametrize("threaded, wide, forward", [(False, True, "wide"), (True, True, "wide"), (True, True, "exact"),
-                                                     (True, False, "exact")])
+                                                     (True, False, "exact"), (False, True, "patches"),
+                                                     (True, False, "patches")])
 def test_convolution_matches_its_reference(params, shape, path, threaded, wide, forward, monkeypatch):
     threads(monkeypatch, threaded)
     monkeypatch.setattr(vision, "CHUNK_BYTES", 1 if threaded else 1 << 30)  # one image per chunk, or one chunk
     monkeypatch.setattr(vision, "WIDE", wide)
-    # the forward on the wide columns wherever they exist, or on exact ones (beside a wide backward)
+    # the forward on the wide columns wherever they exist, or on exact ones (beside a wide backward), or on
+    # channels-last patches (with the weight gradient) wherever the layer allows them
     monkeypatch.setattr(vision, "WIDE_FORWARD_MAX", 1e9 if forward == "wide" else 1.0)
+    monkeypatch.setattr(vision, "PATCHES", forward == "patches")
+    monkeypatch.setattr(vision, "PATCH_RUN", 1)
     rng = np.random.default_rng(len(params) + sum(shape))
     spec = ('type: "Convolution" convolution_param { %s weight_filler { type: "gaussian" std: 1 } '
             'bias_filler { type: "gaussian" std: 1 } }' % params)
@@ -122,10 +126,13 @@ def test_convolution_matches_its_reference(params, shape, path, threaded, wide, 
     for b in layer.blobs:
         b.astype(np.float64)
         b.data[...] = rng.normal(size=b.shape)
+    g = layer.geom
+    allowed = len(g.kernel) == 2 and layer.group == 1 and not g.is_1x1 and g.dilation == (1, 1)
+    assert (layer.patches is not None) == (forward == "patches" and allowed)
     if wide:
         assert backward_path(layer) == path
         if layer.wide is not None:  # 1-D: the wide columns are the exact ones
-            assert (layer.fwd_wide is None) == (forward == "exact" and layer.wide.run > np.prod(layer.out_spatial))
+            assert (layer.fwd_wide is None) == (forward != "wide" and layer.wide.run > np.prod(layer.out_spatial))
     layer.run_forward(bottom, top)
     dy = rng.normal(size=top[0].shape)
     top[0].diff[...] = dy

@@ -144,6 +144,44 @@ def col2im(cols: np.ndarray, out: np.ndarray, kernel, stride, pad, dilation, ws:
         out[...] = acc[(Ellipsis,) + tuple(slice(p, p + s) for s, p in zip(out.shape[2:], pad))]
 
 
+class Patches:
+    r"""Channels-last im2col for 2-D, one-group, undilated convolutions: one row per image and output
+    position, :math:`(N o_1 o_2) \times (k_1 k_2 C)`, columns ordered (kernel row, kernel column, channel).
+
+    From the input laid channels last (N, H + 2p, W + 2p, C), a patch row is k_1 runs of k_2 C contiguous
+    values (the exact im2col copies runs of o_2 values only, and small images have short rows); and the
+    product :math:`P W^T` has the positions as its long side, the shape OpenBLAS runs fastest for the few
+    outputs (32-64) of small training nets.
+    """
+
+    def __init__(self, spatial, kernel, stride, pad, out):
+        self.spatial, self.kernel, self.stride, self.pad, self.out = (tuple(spatial), tuple(kernel), tuple(stride),
+                                                                      tuple(pad), tuple(out))
+        self.ws = Workspace()
+
+    def cols(self, x: np.ndarray) -> np.ndarray:
+        """(n·o_1·o_2, k_1·k_2·C) patches of ``x`` (n, C, H, W)."""
+        n, c = x.shape[:2]
+        (h, w), (kh, kw), (sh, sw), (ph, pw), (oh, ow) = self.spatial, self.kernel, self.stride, self.pad, self.out
+        xt = self.ws.get("patches.nhwc", (n, h + 2 * ph, w + 2 * pw, c), x.dtype)
+        padded_scratch_into(xt.transpose(0, 3, 1, 2), x, self.pad)  # zero border, interior from x
+        s = xt.strides
+        rows = self.ws.get("patches.rows", (n, oh, ow, kh, kw * c), x.dtype)
+        np.copyto(rows, as_strided(xt, rows.shape, (s[0], sh * s[1], sw * s[2], s[1], s[3]), writeable=False))
+        return rows.reshape(n * oh * ow, kh * kw * c)
+
+    @staticmethod
+    def weights(w: np.ndarray) -> np.ndarray:
+        """(O, C, k_1, k_2) weights as (O, k_1·k_2·C): the patches' column order."""
+        return np.ascontiguousarray(w.transpose(0, 2, 3, 1)).reshape(w.shape[0], -1)
+
+    @staticmethod
+    def weights_back(wt: np.ndarray, shape) -> np.ndarray:
+        """(O, k_1·k_2·C) back to the (O, C·k_1·k_2) blob layout; ``shape`` = (O, C, k_1, k_2)."""
+        o, c, kh, kw = shape
+        return wt.reshape(o, kh, kw, c).transpose(0, 3, 1, 2).reshape(o, -1)
+
+
 class WideColumns:
     r"""im2col for stride-1 convolutions, "wide": output rows keep the padded width.
 

@@ -28,7 +28,7 @@ import numpy as np
 from caffelite.blob import Blob
 from caffelite.compute import parallel, winograd
 from caffelite.compute.depthwise import depthwise
-from caffelite.compute.im2col import ConvGeometry, WideColumns, Workspace, deconv_out_size
+from caffelite.compute.im2col import ConvGeometry, Patches, WideColumns, Workspace, deconv_out_size
 from caffelite.errors import LayerError, ShapeError
 from caffelite.filler import fill
 from caffelite.layer import Layer, register_layer
@@ -45,6 +45,11 @@ WIDE = True
 # or where one image's exact columns would exceed EXACT_MAX_BYTES (the wide ones then go in bands).
 WIDE_FORWARD_MAX = 1.08
 EXACT_MAX_BYTES = 32 << 20
+# Layers that run backward (training), 2-D, one group, undilated, on exact columns, with patch runs
+# (kernel width x channels) of at least PATCH_RUN values: forward and weight gradient on channels-last
+# patches (compute/im2col.py Patches; benchmarks/README.md).  False: never.
+PATCHES = True
+PATCH_RUN = 32
 # 3x3 stride-1 layers of a net that never runs their backward use Winograd F(2x2, 3x3) where it measured
 # faster than im2col (benchmarks/README.md): both channel counts at least WINOGRAD_CHANNELS and outputs of
 # WINOGRAD_SIDES pixels a side.  False: never.
@@ -254,6 +259,13 @@ class ConvolutionLayer(BaseConvolution):
         exact = math.prod(self.out_spatial)
         self.fwd_wide = self.wide if self.wide is not None and (
             self.wide.run <= WIDE_FORWARD_MAX * exact or per_image * exact // self.wide.run > EXACT_MAX_BYTES) else None
+        # their sums run over (kernel row, kernel column, channel): other roundings than im2col's, so the
+        # forward takes them only where the net trains (need_backward: a deploy net keeps its numbers)
+        self.patches = None
+        if (PATCHES and self.fwd_wide is None and len(g.kernel) == 2 and self.group == 1
+                and not g.is_1x1 and g.dilation == (1, 1) and g.kernel[1] * self.channels >= PATCH_RUN
+                and g.channel_axis == 1):
+            self.patches = Patches(self.in_spatial, g.kernel, g.stride, g.pad, self.out_spatial)
         # Forward of an image whose wide columns exceed BAND_BYTES: bands of output rows, the columns of one
         # band at a time (FCN-8s's conv1_2 at 500x500: 1.1 GB of columns in one piece, 4 MB in bands); the
         # bands, copy and product, in threads when they pay.
@@ -358,6 +370,9 @@ class ConvolutionLayer(BaseConvolution):
                             self.wide.to_output(rows, y[n0:n1], r0, r1)
                         parallel.map_parts(band, self.bands, self._tuner("bands"))
                         return
+                    if self.patches is not None and self.need_backward:
+                        self._patches_forward(w, bias, x[n0:n1], y[n0:n1])
+                        return
                     cols = self._cols(x[n0:n1], forward=True)
                     rows = self._grouped(w, cols, self.ws.get("rows", (self.num_output, cols.shape[1]), x.dtype))
                     if bias is not None:  # here, while the products are in cache
@@ -367,6 +382,15 @@ class ConvolutionLayer(BaseConvolution):
                     else:
                         from_rows(rows, y3[n0:n1])
                 self._mapimage_chunks(chunk, "forward")
+
+    def _patches_forward(self, w, bias, x, y) -> None:
+        """Images ``x`` (n, C, H, W) into ``y`` (n, O, o_1, o_2) as channels-last patches @ weights^T."""
+        cols = self.patches.cols(x)
+        rows = self.ws.get("patch_out", (cols.shape[0], self.num_output), x.dtype)
+        np.matmul(cols, Patches.weights(w.reshape(self.blobs[0].shape)).T, out=rows)
+        if bias is not None:
+            rows += bias[:, 0]
+        y[...] = rows.reshape((x.shape[0],) + self.out_spatial + (self.num_output,)).transpose(0, 3, 1, 2)
 
     def _winograd_weights(self) -> np.ndarray:
         """The transformed weights, computed again whenever the weights differ from those they came from
@@ -411,22 +435,13 @@ class ConvolutionLayer(BaseConvolution):
         kdim, go = w.shape[1], self.num_output // self.group
         partial = None
         if need_w:
-            # dW_g = dY_g X_g^T over the forward's columns (no garbage columns unless it has them); when the
-            # images are long next to the outputs, as (X_g dY_g^T)^T, both operands row-major: a faster GEMM
-            # than the transposed one, worth the copy of dY (not with few positions)
-            cols = self._cols(x[n0:n1], forward=True)
-            dy = self.fwd_wide.from_output(dy_nd[n0:n1]) if self.fwd_wide is not None else to_rows(dy3[n0:n1])
-            partial = np.empty(w.shape, w.dtype)
-            if dy.shape[1] >= 8 * go:
-                dy_t = self.ws.get("dy_t", dy.shape[::-1], dy.dtype)
-                dy_t[...] = dy.T
-                for g in range(self.group):
-                    partial[g * go:(g + 1) * go] = (cols[g * kdim:(g + 1) * kdim] @ dy_t[:, g * go:(g + 1) * go]).T
+            if self.patches is not None:  # dW in patch order = dY (one row per position)^T @ patches
+                cols = self.patches.cols(x[n0:n1])
+                dy_t = self.ws.get("dy_t", (cols.shape[0], self.num_output), dy_nd.dtype)
+                dy_t.reshape((n1 - n0,) + self.out_spatial + (self.num_output,))[...] = np.moveaxis(dy_nd[n0:n1], 1, -1)
+                partial = Patches.weights_back(dy_t.T @ cols, self.blobs[0].shape)
             else:
-                for g in range(self.group):
-                    np.matmul(dy[g * go:(g + 1) * go], cols[g * kdim:(g + 1) * kdim].T,
-                              out=partial[g * go:(g + 1) * go])
-            del cols
+                partial = self._weight_gradient(x[n0:n1], dy_nd[n0:n1], dy3[n0:n1], w.shape, kdim, go)
         if dx is None:
             return partial
         if w_back is not None:
@@ -445,6 +460,23 @@ class ConvolutionLayer(BaseConvolution):
             from_rows(dcols, dx[n0:n1].reshape(n1 - n0, self.channels, -1))
         else:
             self.geom.col2im(dcols, dx[n0:n1])
+        return partial
+
+    def _weight_gradient(self, x, dy_nd, dy3, shape, kdim, go) -> np.ndarray:
+        """The images' dW_g = dY_g X_g^T over the forward's columns (no garbage columns unless it has them);
+        when the images are long next to the outputs, as (X_g dY_g^T)^T, both operands row-major: a faster
+        GEMM than the transposed one, worth the copy of dY (not with few positions)."""
+        cols = self._cols(x, forward=True)
+        dy = self.fwd_wide.from_output(dy_nd) if self.fwd_wide is not None else to_rows(dy3)
+        partial = np.empty(shape, cols.dtype)
+        if dy.shape[1] >= 8 * go:
+            dy_t = self.ws.get("dy_t", dy.shape[::-1], dy.dtype)
+            dy_t[...] = dy.T
+            for g in range(self.group):
+                partial[g * go:(g + 1) * go] = (cols[g * kdim:(g + 1) * kdim] @ dy_t[:, g * go:(g + 1) * go]).T
+        else:
+            for g in range(self.group):
+                np.matmul(dy[g * go:(g + 1) * go], cols[g * kdim:(g + 1) * kdim].T, out=partial[g * go:(g + 1) * go])
         return partial
 
     def _flipped(self, w: np.ndarray) -> np.ndarray:
