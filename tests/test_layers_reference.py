@@ -129,6 +129,9 @@ def test_convolution_matches_its_reference(params, shape, path, threaded, wide, 
     g = layer.geom
     allowed = len(g.kernel) == 2 and layer.group == 1 and not g.is_1x1 and g.dilation == (1, 1)
     assert (layer.patches is not None) == (forward == "patches" and allowed)
+    flippable = (g.stride == (1, 1) and all(p <= k - 1 for k, p in zip(g.kernel, g.pad))
+                 and np.prod(layer.in_spatial) <= np.prod(layer.out_spatial))
+    assert (layer.back_patches is not None) == (layer.patches is not None and flippable)
     if wide:
         assert backward_path(layer) == path
         if layer.wide is not None:  # 1-D: the wide columns are the exact ones

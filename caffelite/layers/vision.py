@@ -266,6 +266,15 @@ class ConvolutionLayer(BaseConvolution):
                 and not g.is_1x1 and g.dilation == (1, 1) and g.kernel[1] * self.channels >= PATCH_RUN
                 and g.channel_axis == 1):
             self.patches = Patches(self.in_spatial, g.kernel, g.stride, g.pad, self.out_spatial)
+        # the input gradient as the flipped-kernel convolution of the top diff, on its patches too, where it
+        # has no more positions than the forward ("same" padding; a "valid" layer's full-padded top diff
+        # would cost more products than col2im's); whatever the outputs / channels ratio: patch copies are fast
+        self.back_patches = None
+        back_pad = tuple(k - 1 - p for k, p in zip(g.kernel, g.pad))
+        if (self.patches is not None and g.stride == (1, 1) and min(back_pad) >= 0
+                and math.prod(self.in_spatial) <= math.prod(self.out_spatial)
+                and g.kernel[1] * self.num_output >= PATCH_RUN):
+            self.back_patches = Patches(self.out_spatial, g.kernel, (1, 1), back_pad, self.in_spatial)
         # Forward of an image whose wide columns exceed BAND_BYTES: bands of output rows, the columns of one
         # band at a time (FCN-8s's conv1_2 at 500x500: 1.1 GB of columns in one piece, 4 MB in bands); the
         # bands, copy and product, in threads when they pay.
@@ -421,7 +430,8 @@ class ConvolutionLayer(BaseConvolution):
                 continue
             dw = self._w("diff")  # read the diffs here, not in the threads: blobs allocate them lazily
             dx = self._nd(b.diff, self.channels, self.in_spatial) if propagate_down[i] else None
-            w_back = self._flipped(w) if propagate_down[i] and self.back is not None else None
+            w_back = (self._flipped(w) if propagate_down[i] and (self.back is not None or self.back_patches is not None)
+                      else None)
 
             def chunk(span, x=x, dy_nd=dy_nd, dy3=dy3, dx=dx, w_back=w_back):
                 return self._backward_chunk(span, w, x, dy_nd, dy3, dx, w_back, need_w)
@@ -443,6 +453,13 @@ class ConvolutionLayer(BaseConvolution):
             else:
                 partial = self._weight_gradient(x[n0:n1], dy_nd[n0:n1], dy3[n0:n1], w.shape, kdim, go)
         if dx is None:
+            return partial
+        if w_back is not None and self.back_patches is not None:
+            cols = self.back_patches.cols(dy_nd[n0:n1])
+            rows = self.ws.get("back_rows", (cols.shape[0], self.channels), dy_nd.dtype)
+            np.matmul(cols, Patches.weights(w_back.reshape((self.channels, self.num_output) + self.geom.kernel)).T,
+                      out=rows)
+            dx[n0:n1] = rows.reshape((n1 - n0,) + self.in_spatial + (self.channels,)).transpose(0, 3, 1, 2)
             return partial
         if w_back is not None:
             back_cols = self.back.cols(dy_nd[n0:n1])
