@@ -170,6 +170,18 @@ class Patches:
         np.copyto(rows, as_strided(xt, rows.shape, (s[0], sh * s[1], sw * s[2], s[1], s[3]), writeable=False))
         return rows.reshape(n * oh * ow, kh * kw * c)
 
+    def col2im(self, rows: np.ndarray, out: np.ndarray) -> None:
+        """Write into ``out`` (n, C, H, W) the sum of the patch values ``rows`` (n·o_1·o_2, k_1·k_2·C) back at
+        their pixels (:meth:`cols`'s adjoint): one strided add per kernel tap, in tap order, as col2im."""
+        n, c = out.shape[:2]
+        (h, w), (kh, kw), (sh, sw), (ph, pw), (oh, ow) = self.spatial, self.kernel, self.stride, self.pad, self.out
+        acc = self.ws.get("patches.acc", (n, h + 2 * ph, w + 2 * pw, c), out.dtype)
+        acc[...] = 0
+        taps = rows.reshape(n, oh, ow, kh, kw, c)
+        for i, j in np.ndindex(kh, kw):
+            acc[:, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw] += taps[:, :, :, i, j]
+        out[...] = acc[:, ph:ph + h, pw:pw + w].transpose(0, 3, 1, 2)
+
     @staticmethod
     def weights(w: np.ndarray) -> np.ndarray:
         """(O, C, k_1, k_2) weights as (O, k_1·k_2·C): the patches' column order."""

@@ -444,12 +444,11 @@ class ConvolutionLayer(BaseConvolution):
         n0, n1 = span
         kdim, go = w.shape[1], self.num_output // self.group
         partial = None
+        dy_rows = self._dy_rows(dy_nd[n0:n1]) if self.patches is not None and (need_w or w_back is None) else None
         if need_w:
             if self.patches is not None:  # dW in patch order = dY (one row per position)^T @ patches
                 cols = self.patches.cols(x[n0:n1])
-                dy_t = self.ws.get("dy_t", (cols.shape[0], self.num_output), dy_nd.dtype)
-                dy_t.reshape((n1 - n0,) + self.out_spatial + (self.num_output,))[...] = np.moveaxis(dy_nd[n0:n1], 1, -1)
-                partial = Patches.weights_back(dy_t.T @ cols, self.blobs[0].shape)
+                partial = Patches.weights_back(dy_rows.T @ cols, self.blobs[0].shape)
             else:
                 partial = self._weight_gradient(x[n0:n1], dy_nd[n0:n1], dy3[n0:n1], w.shape, kdim, go)
         if dx is None:
@@ -460,6 +459,11 @@ class ConvolutionLayer(BaseConvolution):
             np.matmul(cols, Patches.weights(w_back.reshape((self.channels, self.num_output) + self.geom.kernel)).T,
                       out=rows)
             dx[n0:n1] = rows.reshape((n1 - n0,) + self.in_spatial + (self.channels,)).transpose(0, 3, 1, 2)
+            return partial
+        if self.patches is not None and w_back is None:  # patch gradients dY W (patch order), added back
+            rows = self.ws.get("dpatches", (dy_nd[n0:n1].size // self.num_output, kdim), dy_nd.dtype)
+            np.matmul(dy_rows, Patches.weights(w.reshape(self.blobs[0].shape)), out=rows)
+            self.patches.col2im(rows, dx[n0:n1])
             return partial
         if w_back is not None:
             back_cols = self.back.cols(dy_nd[n0:n1])
@@ -478,6 +482,12 @@ class ConvolutionLayer(BaseConvolution):
         else:
             self.geom.col2im(dcols, dx[n0:n1])
         return partial
+
+    def _dy_rows(self, dy: np.ndarray) -> np.ndarray:
+        """The top diff of some images (n, O, o_1, o_2) as rows (n·o_1·o_2, O), the patches' order (scratch)."""
+        rows = self.ws.get("dy_t", (dy.size // self.num_output, self.num_output), dy.dtype)
+        rows.reshape((dy.shape[0],) + self.out_spatial + (self.num_output,))[...] = np.moveaxis(dy, 1, -1)
+        return rows
 
     def _weight_gradient(self, x, dy_nd, dy3, shape, kdim, go) -> np.ndarray:
         """The images' dW_g = dY_g X_g^T over the forward's columns (no garbage columns unless it has them);
