@@ -242,11 +242,11 @@ class ConvolutionLayer(BaseConvolution):
                               and self.group == 1 and min(self.channels, self.num_output) >= WINOGRAD_CHANNELS
                               and all(o in WINOGRAD_SIDES for o in self.out_spatial))
         self.wide = self.back = None
+        # the input gradient as a stride-1 convolution of the top diff padded so, with the flipped kernel
+        back_pad = tuple(d * (k - 1) - p for k, p, d in zip(g.kernel, g.pad, g.dilation))
         if WIDE and not g.is_1x1 and all(s == 1 for s in g.stride):
             self.wide = WideColumns(self.in_spatial, g.kernel, g.pad, g.dilation)
-            # The input gradient as a stride-1 convolution of the padded top diff with the flipped kernel,
-            # when its columns are no bigger than col2im's (then it is the faster path).
-            back_pad = [d * (k - 1) - p for k, p, d in zip(g.kernel, g.pad, g.dilation)]
+            # on wide columns when they are no bigger than col2im's (then it is the faster path)
             if min(back_pad) >= 0:
                 back = WideColumns(self.out_spatial, g.kernel, back_pad, g.dilation, role="back")
                 if self.num_output * back.run <= self.channels * self.wide.run:
@@ -270,7 +270,6 @@ class ConvolutionLayer(BaseConvolution):
         # has no more positions than the forward ("same" padding; a "valid" layer's full-padded top diff
         # would cost more products than col2im's); whatever the outputs / channels ratio: patch copies are fast
         self.back_patches = None
-        back_pad = tuple(k - 1 - p for k, p in zip(g.kernel, g.pad))
         if (self.patches is not None and g.stride == (1, 1) and min(back_pad) >= 0
                 and math.prod(self.in_spatial) <= math.prod(self.out_spatial)
                 and g.kernel[1] * self.num_output >= PATCH_RUN):
@@ -337,6 +336,8 @@ class ConvolutionLayer(BaseConvolution):
     def forward(self, bottom, top):
         w = self._w()
         bias = self.blobs[1].data[:, None] if self.bias_term else None
+        # the weights in the patches' column order, once a pass
+        wp = Patches.weights(self.blobs[0].data) if self.patches is not None and self.need_backward else None
         for b, t in zip(bottom, top):
             x = self._nd(b.data, self.channels, self.in_spatial)
             y = self._nd(t.data, self.num_output, self.out_spatial)
@@ -379,8 +380,8 @@ class ConvolutionLayer(BaseConvolution):
                             self.wide.to_output(rows, y[n0:n1], r0, r1)
                         parallel.map_parts(band, self.bands, self._tuner("bands"))
                         return
-                    if self.patches is not None and self.need_backward:
-                        self._patches_forward(w, bias, x[n0:n1], y[n0:n1])
+                    if wp is not None:
+                        self._patches_forward(wp, bias, x[n0:n1], y[n0:n1])
                         return
                     cols = self._cols(x[n0:n1], forward=True)
                     rows = self._grouped(w, cols, self.ws.get("rows", (self.num_output, cols.shape[1]), x.dtype))
@@ -392,11 +393,12 @@ class ConvolutionLayer(BaseConvolution):
                         from_rows(rows, y3[n0:n1])
                 self._mapimage_chunks(chunk, "forward")
 
-    def _patches_forward(self, w, bias, x, y) -> None:
-        """Images ``x`` (n, C, H, W) into ``y`` (n, O, o_1, o_2) as channels-last patches @ weights^T."""
+    def _patches_forward(self, wp, bias, x, y) -> None:
+        """Images ``x`` (n, C, H, W) into ``y`` (n, O, o_1, o_2) as channels-last patches @ ``wp``^T (the
+        weights in the patches' column order)."""
         cols = self.patches.cols(x)
         rows = self.ws.get("patch_out", (cols.shape[0], self.num_output), x.dtype)
-        np.matmul(cols, Patches.weights(w.reshape(self.blobs[0].shape)).T, out=rows)
+        np.matmul(cols, wp.T, out=rows)
         if bias is not None:
             rows += bias[:, 0]
         y[...] = rows.reshape((x.shape[0],) + self.out_spatial + (self.num_output,)).transpose(0, 3, 1, 2)
@@ -430,21 +432,30 @@ class ConvolutionLayer(BaseConvolution):
                 continue
             dw = self._w("diff")  # read the diffs here, not in the threads: blobs allocate them lazily
             dx = self._nd(b.diff, self.channels, self.in_spatial) if propagate_down[i] else None
-            w_back = (self._flipped(w) if propagate_down[i] and (self.back is not None or self.back_patches is not None)
-                      else None)
+            # the weights the input gradient takes, once a pass: flipped (in the patches' order for back_patches),
+            # or the forward's in the patches' order for the patch gradients
+            w_back = wp = None
+            if propagate_down[i] and self.back_patches is not None:
+                w_back = Patches.weights(self._flipped(w).reshape((self.channels, self.num_output) + self.geom.kernel))
+            elif propagate_down[i] and self.back is not None:
+                w_back = self._flipped(w)
+            elif propagate_down[i] and self.patches is not None:
+                wp = Patches.weights(self.blobs[0].data)
 
-            def chunk(span, x=x, dy_nd=dy_nd, dy3=dy3, dx=dx, w_back=w_back):
-                return self._backward_chunk(span, w, x, dy_nd, dy3, dx, w_back, need_w)
+            def chunk(span, x=x, dy_nd=dy_nd, dy3=dy3, dx=dx, w_back=w_back, wp=wp):
+                return self._backward_chunk(span, w, x, dy_nd, dy3, dx, w_back, wp, need_w)
             for partial in self._mapimage_chunks(chunk, "backward"):  # summed in chunk order: same numbers as serial
                 if partial is not None:
                     dw += partial
 
-    def _backward_chunk(self, span, w, x, dy_nd, dy3, dx, w_back, need_w):
-        """Images n0:n1: write their input gradient into ``dx`` (if any), return their weight gradient."""
+    def _backward_chunk(self, span, w, x, dy_nd, dy3, dx, w_back, wp, need_w):
+        """Images n0:n1: write their input gradient into ``dx`` (if any), return their weight gradient.
+        ``w_back``: flipped weights (the input gradient as a convolution); ``wp``: the weights in the patches'
+        order (the input gradient as patch gradients)."""
         n0, n1 = span
         kdim, go = w.shape[1], self.num_output // self.group
         partial = None
-        dy_rows = self._dy_rows(dy_nd[n0:n1]) if self.patches is not None and (need_w or w_back is None) else None
+        dy_rows = self._dy_rows(dy_nd[n0:n1]) if self.patches is not None and (need_w or wp is not None) else None
         if need_w:
             if self.patches is not None:  # dW in patch order = dY (one row per position)^T @ patches
                 cols = self.patches.cols(x[n0:n1])
@@ -456,13 +467,12 @@ class ConvolutionLayer(BaseConvolution):
         if w_back is not None and self.back_patches is not None:
             cols = self.back_patches.cols(dy_nd[n0:n1])
             rows = self.ws.get("back_rows", (cols.shape[0], self.channels), dy_nd.dtype)
-            np.matmul(cols, Patches.weights(w_back.reshape((self.channels, self.num_output) + self.geom.kernel)).T,
-                      out=rows)
+            np.matmul(cols, w_back.T, out=rows)
             dx[n0:n1] = rows.reshape((n1 - n0,) + self.in_spatial + (self.channels,)).transpose(0, 3, 1, 2)
             return partial
-        if self.patches is not None and w_back is None:  # patch gradients dY W (patch order), added back
+        if wp is not None:  # patch gradients dY W (patch order), added back
             rows = self.ws.get("dpatches", (dy_nd[n0:n1].size // self.num_output, kdim), dy_nd.dtype)
-            np.matmul(dy_rows, Patches.weights(w.reshape(self.blobs[0].shape)), out=rows)
+            np.matmul(dy_rows, wp, out=rows)
             self.patches.col2im(rows, dx[n0:n1])
             return partial
         if w_back is not None:
